@@ -1,0 +1,102 @@
+"""Report tables: ad spend per day and label, won deals (conversions), each site's currency."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from calltracker.db.models import Base, Call, Visit, utcnow
+
+
+class AdSpend(Base):
+    """Money spent on one day for one label; amounts in minor units (kopecks, cents)."""
+
+    __tablename__ = "ad_spend"
+    __table_args__ = (
+        # The import's replacement key: one row per site, day and label.
+        UniqueConstraint(
+            "site_id",
+            "spend_date",
+            "source",
+            "medium",
+            "campaign",
+            "keyword",
+            name="uq_ad_spend_key",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    spend_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(256))
+    medium: Mapped[str] = mapped_column(String(256))
+    campaign: Mapped[str] = mapped_column(String(256), default="")
+    keyword: Mapped[str] = mapped_column(String(256), default="")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Conversion(Base):
+    """A won deal posted back by a CRM, matched to the call that brought it."""
+
+    __tablename__ = "conversion"
+    __table_args__ = (
+        UniqueConstraint("site_id", "external_id", name="uq_conversion_deal"),
+        Index("ix_conversion_call", "call_id"),
+        Index("ix_conversion_site_call_started", "site_id", "call_started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))  # the CRM's deal id
+    call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("call.id", ondelete="SET NULL"), default=None
+    )
+    # The matched call's start, copied so that revenue per period is a range lookup on this
+    # table instead of a join through every call of the period. A call's start never changes.
+    call_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    converted_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportCurrency(Base):
+    """The one currency a site's spend and revenue are kept in, fixed by its first import."""
+
+    __tablename__ = "report_currency"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("site.id", ondelete="CASCADE"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Covering indexes for the report's GROUP BY: the range scan reads the labels from the index
+# and never touches the wide visit and call rows (PostgreSQL index-only scans; SQLite
+# covering indexes).
+REPORT_LABELS = ("source", "medium", "campaign", "keyword")
+ix_visit_report = Index(
+    "ix_visit_report",
+    Visit.site_id,
+    Visit.started_at,
+    Visit.is_bot,
+    *(getattr(Visit, name) for name in REPORT_LABELS),
+)
+ix_call_report = Index(
+    "ix_call_report",
+    Call.site_id,
+    Call.started_at,
+    Call.status,
+    Call.unique,
+    Call.target,
+    *(getattr(Call, name) for name in REPORT_LABELS),
+)
+
+__all__ = ["AdSpend", "Conversion", "ReportCurrency"]

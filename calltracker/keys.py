@@ -1,0 +1,42 @@
+"""Typed keys for everything the application holds."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from calltracker.accounts import Principal, TokenVerifier
+from calltracker.catalog import CatalogCache
+from calltracker.db.engine import SessionMaker
+from calltracker.integrations.outbox.settings import OutboxSettings
+from calltracker.integrations.outbox.worker import OutboxWorkers
+from calltracker.metrics import Metrics
+from calltracker.settings import Settings
+from calltracker.telephony.leader import LeadingListener
+from calltracker.telephony.recorder import CallRecorder
+from calltracker.tracking.visits import VisitService
+from calltracker.web.ratelimit import RateLimiter
+from number_pool import PoolBackend
+
+settings_key = web.AppKey("settings_key", Settings)
+engine_key = web.AppKey("engine_key", AsyncEngine)
+sessionmaker_key = web.AppKey("sessionmaker_key", SessionMaker)
+redis_key = web.AppKey("redis_key", Redis)
+pools_key = web.AppKey("pools_key", PoolBackend)
+catalog_key = web.AppKey("catalog_key", CatalogCache)
+visits_key = web.AppKey("visits_key", VisitService)
+visit_limiter_key = web.AppKey("visit_limiter_key", RateLimiter)
+token_verifier_key = web.AppKey("token_verifier_key", TokenVerifier)
+principal_key = web.RequestKey("principal_key", Principal)
+# Outgoing HTTP for every integration adapter, and the outbox delivery loops (integrations/outbox/).
+http_key = web.AppKey("http_key", aiohttp.ClientSession)
+outbox_settings_key = web.AppKey("outbox_settings_key", OutboxSettings)
+outbox_key = web.AppKey("outbox_key", OutboxWorkers)
+# Calls: the recorder stores call facts; the listener exists only when AMI is configured.
+recorder_key = web.AppKey("recorder_key", CallRecorder)
+# The AMI listener of this process's term as leader (telephony/leader.py), if AMI is configured.
+ami_key = web.AppKey("ami_key", LeadingListener)
+# This process's Prometheus metrics (calltracker/metrics.py, served by web/metrics.py).
+metrics_key = web.AppKey("metrics_key", Metrics)
