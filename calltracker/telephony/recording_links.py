@@ -1,0 +1,108 @@
+"""Signed, expiring links to call recordings for CRMs, and the public handler that serves them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from calltracker.db.models import Call
+from calltracker.errors import Forbidden, NotFound
+from calltracker.keys import sessionmaker_key, settings_key
+from calltracker.settings import Secret, Settings
+from calltracker.web.auth import public
+
+ROUTE = r"/recordings/{call:\d+}.mp3"
+AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg"}
+# Links are checked at least this long after they are made, even for old calls.
+MIN_VALIDITY = timedelta(days=1)
+
+
+def _link_key(secret_key: Secret) -> bytes:
+    # A key of its own, derived from the server's, so no other HMAC of ours can pass as a link.
+    return hmac.new(
+        secret_key.reveal().encode(), b"calltracker recording link v1", "sha256"
+    ).digest()
+
+
+def signature(secret_key: Secret, call_id: int, expires: int) -> str:
+    message = f"{call_id}:{expires}".encode()
+    return hmac.new(_link_key(secret_key), message, hashlib.sha256).hexdigest()
+
+
+def link_expiry(anchor: datetime, now: datetime, ttl: timedelta) -> int:
+    """Unix time the link expires: ``ttl`` after the call, later if that is too soon."""
+    # Anchored on the call, so retries of one delivery send the same URL (a webhook body must
+    # not change between retries); moved on by whole ttls so a late retry still works.
+    expires = anchor + ttl
+    short = (now + MIN_VALIDITY - expires).total_seconds()
+    if short > 0:
+        expires += ttl * math.ceil(short / ttl.total_seconds())
+    return int(expires.timestamp())
+
+
+def recording_url(settings: Settings, call_id: int, expires: int) -> str:
+    """The absolute link a CRM can fetch without credentials until ``expires``."""
+    sig = signature(settings.secret_key, call_id, expires)
+    base = settings.public_url.rstrip("/")
+    return f"{base}/recordings/{call_id}.mp3?expires={expires}&sig={sig}"
+
+
+def call_recording_url(settings: Settings, call: Call, *, ttl: timedelta, now: datetime) -> str:
+    """The call's link, or "" when it has no recording."""
+    if not call.recording:
+        return ""
+    anchor = call.ended_at or call.started_at
+    return recording_url(settings, call.id, link_expiry(anchor, now, ttl))
+
+
+def check(secret_key: Secret, call_id: int, expires: str, sig: str, now: float) -> None:
+    """Raise Forbidden unless the link is ours and has not expired."""
+    if not expires.isdigit() or not sig:
+        raise Forbidden("invalid recording link", code="invalid_link")
+    expected = signature(secret_key, call_id, int(expires))
+    if not hmac.compare_digest(expected, sig):
+        raise Forbidden("invalid recording link", code="invalid_link")
+    if int(expires) < now:
+        raise Forbidden("this recording link has expired", code="link_expired")
+
+
+def recording_path(recordings_dir: Path, call: Call) -> Path:
+    """The call's audio file, which must lie inside recordings_dir (no ../ escapes)."""
+    root = recordings_dir.resolve()
+    path = (root / call.recording).resolve()
+    if not call.recording or not path.is_relative_to(root) or path.suffix not in AUDIO_TYPES:
+        raise NotFound(f"call {call.id} has no recording", code="no_recording")
+    if not path.is_file():
+        raise NotFound(f"the recording of call {call.id} is missing", code="no_recording")
+    return path
+
+
+@public  # the signature is the credential: CRMs fetch this without logging in
+async def serve_recording(request: web.Request) -> web.FileResponse:
+    settings = request.app[settings_key]
+    call_id = int(request.match_info["call"])
+    check(
+        settings.secret_key,
+        call_id,
+        request.query.get("expires", ""),
+        request.query.get("sig", ""),
+        time.time(),
+    )
+    async with request.app[sessionmaker_key]() as session:
+        call = await session.get(Call, call_id)
+    if call is None:
+        raise NotFound(f"unknown call {call_id}", code="unknown_call")
+    path = recording_path(settings.recordings_dir, call)
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": AUDIO_TYPES[path.suffix],
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
