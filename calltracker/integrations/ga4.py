@@ -1,0 +1,219 @@
+"""Google Analytics 4 Measurement Protocol: one event per finished call, on the visitor's client id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from calltracker.integrations.base import (
+    ConfigReader,
+    ConfiguredAdapter,
+    DeliveryResult,
+    HttpReply,
+    LeadCall,
+    RateLimiter,
+    http_error,
+    send,
+    utcnow,
+)
+from calltracker.integrations.errors import PermanentError, TemporaryError
+from calltracker.settings import Secret
+
+log = logging.getLogger(__name__)
+
+KIND = "ga4"
+MAX_AGE = timedelta(hours=72)  # GA4 accepts events backdated by at most 72 hours
+MAX_VALUE_LEN = 100
+MAX_BODY_BYTES = 130_000
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+RESERVED_EVENTS = frozenset(
+    {
+        "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward",
+        "adunit_exposure", "app_background", "app_clear_data", "app_exception", "app_remove",
+        "app_store_refund", "app_store_subscription_cancel", "app_store_subscription_convert",
+        "app_store_subscription_renew", "app_update", "app_upgrade", "dynamic_link_app_open",
+        "dynamic_link_app_update", "dynamic_link_first_open", "error", "firebase_campaign",
+        "first_open", "first_visit", "in_app_purchase", "notification_dismiss",
+        "notification_foreground", "notification_open", "notification_receive", "os_update",
+        "session_start", "session_start_with_rollout", "user_engagement",
+    }
+)  # fmt: skip
+
+
+def check_event_name(name: str) -> None:
+    """ValueError unless GA4 would accept ``name`` as an event name."""
+    if not NAME.match(name):
+        raise ValueError("must be 1-40 letters, digits or _, starting with a letter")
+    if name in RESERVED_EVENTS or name.startswith(RESERVED_PREFIXES):
+        raise ValueError(f"{name!r} is reserved by Google Analytics")
+
+
+@dataclass(frozen=True)
+class Ga4Config:
+    """One GA4 web data stream."""
+
+    measurement_id: str
+    api_secret: Secret
+    event_name: str = "phone_call"
+    only_target: bool = False
+    value: float | None = None  # conversion value of a call, if the marketer sets one
+    currency: str = "RUB"
+    validate: bool = False  # send to /debug/mp/collect first and stop on any validation message
+    base_url: str = "https://www.google-analytics.com"
+    stages: frozenset[str] = field(default=frozenset({"hangup"}), init=False)
+    rate_limit: float = 10.0
+    timeout: float = 15.0
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> Ga4Config:
+        r = ConfigReader(KIND, raw)
+        measurement_id = r.text("measurement_id", max_len=40)
+        if not re.match(r"^G-[A-Z0-9]+$", measurement_id):
+            raise r.fail("measurement_id", "must look like G-XXXXXXX (the stream's measurement id)")
+        event_name = r.text("event_name", cls.event_name, max_len=40)
+        try:
+            check_event_name(event_name)
+        except ValueError as err:
+            raise r.fail("event_name", str(err)) from None
+        currency = r.text("currency", cls.currency, max_len=3)
+        if not re.match(r"^[A-Z]{3}$", currency):
+            raise r.fail("currency", "must be an ISO 4217 code such as RUB")
+        config = cls(
+            measurement_id=measurement_id,
+            api_secret=r.secret("api_secret"),
+            event_name=event_name,
+            only_target=r.flag("only_target", cls.only_target),
+            value=r.optional_number("value"),
+            currency=currency,
+            validate=r.flag("validate", cls.validate),
+            base_url=r.url("base_url", cls.base_url).rstrip("/"),
+            rate_limit=r.number("rate_limit", cls.rate_limit, hi=100),
+            timeout=r.number("timeout", cls.timeout, hi=60),
+        )
+        r.done()
+        return config
+
+
+def build_payload(call: LeadCall, config: Ga4Config) -> dict[str, Any]:
+    """The /mp/collect body for a call with a GA client id."""
+    assert call.visit is not None and call.visit.ga_client_id
+    started = call.started_at
+    params: dict[str, Any] = {
+        "source": call.source,
+        "medium": call.medium,
+        "campaign": call.campaign,
+        "term": call.keyword,
+        "content": call.content,
+        "call_duration": call.talk_seconds,
+        "call_status": call.status,
+        "call_target": int(call.target),
+        "call_unique": int(call.unique),
+        "tracking_number": call.tracking_number,
+        # Without engagement time the event is left out of GA4's Realtime report.
+        "engagement_time_msec": 1,
+    }
+    if config.value is not None:
+        params["value"] = config.value
+        params["currency"] = config.currency
+    params = {
+        key: value[:MAX_VALUE_LEN] if isinstance(value, str) else value
+        for key, value in params.items()
+        if value != ""
+    }
+    return {
+        "client_id": call.visit.ga_client_id,
+        # Exact integer microseconds: a float product can be off by one.
+        "timestamp_micros": int(started.timestamp()) * 1_000_000 + started.microsecond,
+        "events": [{"name": config.event_name, "params": params}],
+    }
+
+
+class Ga4Adapter(ConfiguredAdapter[Ga4Config]):
+    """Sends finished calls to one GA4 stream."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        config: Ga4Config,
+        session: aiohttp.ClientSession,
+        *,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(config, session, limiter=limiter)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"Ga4Adapter(measurement_id={self.config.measurement_id!r})"
+
+    def skip_reason(self, call: LeadCall) -> str:
+        if call.stage != "hangup":
+            return f"stage {call.stage} is not sent to GA4"
+        if call.visit is None or not call.visit.ga_client_id:
+            return "no GA client id"
+        if self.config.only_target and not call.target:
+            return "not a target call"
+        if self._clock() - call.started_at > MAX_AGE:
+            return "older than GA4's 72-hour limit"
+        return ""
+
+    async def deliver(self, call: LeadCall, idempotency_key: str) -> DeliveryResult:
+        # GA4 has no dedupe key: a resend counts twice, so the outbox must not resend after a 2xx.
+        reason = self.skip_reason(call)
+        if reason:
+            log.info("ga4 skipped call_id=%s reason=%s", call.call_id, reason)
+            return DeliveryResult(skipped=reason)
+        body = json.dumps(build_payload(call, self.config), ensure_ascii=False).encode()
+        if len(body) >= MAX_BODY_BYTES:
+            raise PermanentError(f"ga4: body of {len(body)} bytes is over GA4's 130 kB limit")
+        if self.config.validate:
+            await self._validate(body)
+        reply = await self._post("/mp/collect", body)
+        # /mp/collect answers 2xx even for malformed events; validity is checked on /debug only.
+        if not 200 <= reply.status < 300:
+            raise http_error("ga4 /mp/collect", reply, "")
+        log.info("ga4 sent call_id=%s key=%s", call.call_id, idempotency_key)
+        return DeliveryResult(remote_ids={"measurement_id": self.config.measurement_id})
+
+    async def _validate(self, body: bytes) -> None:
+        reply = await self._post("/debug/mp/collect", body)
+        if not 200 <= reply.status < 300:
+            raise http_error("ga4 /debug/mp/collect", reply, "")
+        try:
+            data = reply.json()
+        except ValueError:
+            raise TemporaryError("ga4 /debug/mp/collect: unreadable reply") from None
+        messages = data.get("validationMessages", []) if isinstance(data, dict) else []
+        if messages:
+            text = "; ".join(
+                f"{m.get('fieldPath', '?')}: {m.get('description', '')} ({m.get('validationCode', '?')})"
+                for m in messages
+                if isinstance(m, dict)
+            )
+            raise PermanentError(f"ga4 validation failed: {text[:1000]}", code="validation")
+
+    async def _post(self, path: str, body: bytes) -> HttpReply:
+        return await send(
+            self._session,
+            "POST",
+            self.config.base_url + path,
+            service=f"ga4 {path}",
+            limiter=self._limiter,
+            timeout=self.config.timeout,
+            # The api_secret goes in the query string, never the body (GA4 contract).
+            params={
+                "measurement_id": self.config.measurement_id,
+                "api_secret": self.config.api_secret.reveal(),
+            },
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
