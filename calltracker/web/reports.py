@@ -1,0 +1,426 @@
+"""Marketer reports: the call-cost and ROI page, its JSON and CSV, spend and revenue imports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calltracker import sites
+from calltracker.accounts import Role
+from calltracker.db.models import Site
+from calltracker.errors import Invalid
+from calltracker.keys import sessionmaker_key
+from calltracker.reports import conversions, model, money, spend, svg
+from calltracker.reports.model import LEVELS, NOT_SET, Report
+from calltracker.reports.query import ReportParams, run_report
+from calltracker.reports.rows import BadRows
+from calltracker.web import pages
+from calltracker.web.auth import roles
+
+DEFAULT_DAYS = 30
+CHART_ROWS = 15  # the bar chart shows the channels with the most calls; the table has all
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
+MAX_UPLOAD = 10 * 1024 * 1024
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/reports", report_page)
+    r.add_get("/reports/calls.csv", report_csv)
+    r.add_get("/reports/spend", spend_page)
+    r.add_post("/reports/spend", spend_upload)
+    r.add_get("/api/v1/reports/calls", report_json)
+    r.add_get("/api/v1/spend", spend_json)
+    r.add_post("/api/v1/spend", post_spend)
+    r.add_post("/api/v1/conversions", post_conversions)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_day(raw: str, name: str) -> date:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise Invalid(
+            f"{name} must be a date, YYYY-MM-DD; got {raw!r}", code="invalid_field"
+        ) from None
+
+
+def report_params(query: Mapping[str, str], today: date) -> ReportParams:
+    """The report's range, level and filters from a query string; defaults to the last 30 days."""
+    last = parse_day(query["to"], "to") if query.get("to") else today
+    first = (
+        parse_day(query["from"], "from")
+        if query.get("from")
+        else last - timedelta(days=DEFAULT_DAYS - 1)
+    )
+    # A filter given empty (source=) selects the empty label, e.g. unattributed calls.
+    filters = {level: query[level] for level in LEVELS if level in query}
+    return ReportParams(first, last, query.get("group") or "source", filters)
+
+
+def local_today(site: Site) -> date:
+    return datetime.now(ZoneInfo(site.timezone)).date()
+
+
+async def _site(session: AsyncSession, key: object) -> Site:
+    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip():
+        raise Invalid("site is required: the site's key or id", code="invalid_field")
+    return await sites.get_site(session, str(key).strip())
+
+
+async def _report(request: web.Request) -> Report:
+    async with request.app[sessionmaker_key]() as session:
+        site = await _site(session, request.query.get("site"))
+        params = report_params(request.query, local_today(site))
+        return await run_report(session, site, params)
+
+
+def bad_rows(err: BadRows) -> web.Response:
+    # The error middleware sends {error, message}; importers also need each line's reason.
+    return web.json_response(
+        {"error": err.code, "message": err.message, "details": err.details}, status=400
+    )
+
+
+async def _upload_text(request: web.Request) -> tuple[str, dict[str, str]]:
+    """A CSV body or a multipart form's `file` part, as text; plus the form's other fields."""
+    fields: dict[str, str] = {}
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        upload = form.get("file")
+        for name, value in form.items():
+            if isinstance(value, str):
+                fields[name] = value
+        if not isinstance(upload, web.FileField):
+            raise Invalid("choose a CSV file to upload", code="invalid_field")
+        raw = upload.file.read(MAX_UPLOAD + 1)
+    else:
+        raw = await request.read()
+    if len(raw) > MAX_UPLOAD:
+        raise Invalid("the file is too large; split it in parts of at most 10 MB")
+    try:
+        return raw.decode("utf-8-sig"), fields
+    except UnicodeDecodeError:
+        try:
+            # Excel on Windows in Russian saves "CSV" in cp1251.
+            return raw.decode("cp1251"), fields
+        except UnicodeDecodeError:
+            raise Invalid("the file is not UTF-8 text", code="invalid_field") from None
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Invalid(f"malformed JSON: {err}", code="malformed_json") from None
+
+
+# --- JSON API -----------------------------------------------------------------------------
+
+
+@roles(Role.MARKETER)
+async def report_json(request: web.Request) -> web.Response:
+    """Calls, spend, CPL and ROI per label for ?site=&from=&to=&group=, with a by-day trend."""
+    return web.json_response(model.report_json(await _report(request)))
+
+
+def spend_import_json(result: spend.SpendImport) -> dict[str, Any]:
+    return {
+        "rows": result.rows,
+        "keys": result.keys,
+        "replaced": result.replaced,
+        "currency": result.currency,
+        "from": result.first_day.isoformat(),
+        "to": result.last_day.isoformat(),
+    }
+
+
+@roles(Role.MARKETER)
+async def post_spend(request: web.Request) -> web.Response:
+    """JSON {site, rows: [...]}, or a CSV body or upload with ?site=."""
+    site_key: object = request.query.get("site")
+    try:
+        if request.content_type == "application/json":
+            body = await _json(request)
+            if not isinstance(body, dict):
+                raise Invalid("the body must be a JSON object", code="malformed_json")
+            site_key = body.get("site", site_key)
+            batch = spend.parse_json_rows(body.get("rows"))
+        elif request.content_type in CSV_TYPES | {"multipart/form-data"}:
+            text, fields = await _upload_text(request)
+            site_key = fields.get("site", site_key)
+            batch = spend.parse_csv(text)
+        else:
+            raise Invalid("send JSON, text/csv or a multipart upload", code="unsupported_type")
+        async with request.app[sessionmaker_key].begin() as session:
+            site = await _site(session, site_key)
+            result = await spend.import_spend(session, site, batch)
+    except BadRows as err:
+        return bad_rows(err)
+    return web.json_response(spend_import_json(result))
+
+
+@roles(Role.MARKETER)
+async def spend_json(request: web.Request) -> web.Response:
+    """Stored ad spend rows for ?site=&from=&to= (local dates)."""
+    async with request.app[sessionmaker_key]() as session:
+        site = await _site(session, request.query.get("site"))
+        params = report_params(request.query, local_today(site))
+        rows = await spend.list_spend(session, site.id, params.first_day, params.last_day)
+    return web.json_response(
+        {
+            "site": site.key,
+            "from": params.first_day.isoformat(),
+            "to": params.last_day.isoformat(),
+            "rows": [
+                {
+                    "date": r.spend_date.isoformat(),
+                    "source": r.source,
+                    "medium": r.medium,
+                    "campaign": r.campaign,
+                    "keyword": r.keyword,
+                    "amount": float(money.major(r.amount)),
+                    "currency": r.currency,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+@roles(Role.MARKETER)
+async def post_conversions(request: web.Request) -> web.Response:
+    """A CRM's won deal (JSON object), a batch ({conversions: [...]}) or a CSV with ?site=."""
+    site_key: object = request.query.get("site")
+    try:
+        async with request.app[sessionmaker_key].begin() as session:
+            if request.content_type == "application/json":
+                body = await _json(request)
+                if isinstance(body, dict):
+                    site_key = body.get("site", site_key)
+                site = await _site(session, site_key)
+                deals = conversions.parse_json(body, site)
+            elif request.content_type in CSV_TYPES | {"multipart/form-data"}:
+                text, fields = await _upload_text(request)
+                site = await _site(session, fields.get("site", site_key))
+                deals = conversions.parse_csv(text, site)
+            else:
+                raise Invalid("send JSON, text/csv or a multipart upload", code="unsupported_type")
+            recorded = await conversions.record_deals(session, site, deals)
+    except BadRows as err:
+        return bad_rows(err)
+    return web.json_response(
+        {
+            "conversions": [
+                {
+                    "deal_id": d.external_id,
+                    "id": d.id,
+                    "call_id": d.call_id,
+                    "matched": d.call_id is not None,
+                    "created": d.created,
+                }
+                for d in recorded
+            ]
+        },
+        status=201 if any(d.created for d in recorded) else 200,
+    )
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def csv_text(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerows(model.table(report).lines())
+    return out.getvalue()
+
+
+@roles(Role.MARKETER)
+async def report_csv(request: web.Request) -> web.Response:
+    """The report page's table as CSV, cell for cell."""
+    report = await _report(request)
+    name = f"calls-{report.site_key}-{report.first_day}-{report.last_day}-{report.level}.csv"
+    # The BOM lets Excel read the UTF-8 labels (Cyrillic campaigns, the dash) correctly.
+    return web.Response(
+        body=("\ufeff" + csv_text(report)).encode(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _query(report: Report, **changes: str | None) -> str:
+    """The page's query string for this report, with some parameters changed or dropped."""
+    params: dict[str, str] = {
+        "site": report.site_key,
+        "from": report.first_day.isoformat(),
+        "to": report.last_day.isoformat(),
+        "group": report.level,
+        **report.filters,
+    }
+    for name, value in changes.items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = value
+    return "?" + urlencode(params)
+
+
+def drill_link(report: Report, key: tuple[str, ...]) -> str | None:
+    depth = LEVELS.index(report.level)
+    if depth + 1 >= len(LEVELS):
+        return None
+    path = dict(zip(LEVELS, key, strict=False))
+    return _query(report, group=LEVELS[depth + 1], **path)
+
+
+def breadcrumbs(report: Report) -> list[tuple[str, str]]:
+    """(text, link) from all sources down to the current filters."""
+    crumbs = [("All sources", _query(report, group="source", **dict.fromkeys(LEVELS)))]
+    for depth, level in enumerate(LEVELS[:-1]):
+        if level not in report.filters:
+            break
+        keep = {name: report.filters[name] for name in LEVELS[: depth + 1]}
+        drop = dict.fromkeys(LEVELS[depth + 1 :])
+        crumbs.append(
+            (
+                model.label_cell(report.filters[level]),
+                _query(report, group=LEVELS[depth + 1], **drop, **keep),
+            )
+        )
+    return crumbs
+
+
+def presets(report: Report, today: date) -> list[tuple[str, str]]:
+    month_start = today.replace(day=1)
+    prev_end = month_start - timedelta(days=1)
+    ranges = [
+        ("Last 7 days", today - timedelta(days=6), today),
+        ("Last 30 days", today - timedelta(days=29), today),
+        ("Last 90 days", today - timedelta(days=89), today),
+        ("This month", month_start, today),
+        ("Last month", prev_end.replace(day=1), prev_end),
+    ]
+    return [
+        (label, _query(report, **{"from": first.isoformat(), "to": last.isoformat()}))
+        for label, first, last in ranges
+    ]
+
+
+def charts(report: Report) -> tuple[str, str]:
+    top = sorted(report.rows, key=lambda r: -r.counts.calls)[:CHART_ROWS]
+    labels = [" / ".join(model.label_cell(v) for v in row.key) for row in top]
+    bars = svg.bar_chart(
+        labels,
+        [
+            svg.Series("Calls", [row.counts.calls for row in top]),
+            svg.Series("Target calls", [row.counts.target_calls for row in top]),
+        ],
+        title=f"Calls by {report.level}",
+    )
+    lines = svg.line_chart(
+        [d.day for d in report.days],
+        [
+            svg.Series("Calls", [d.counts.calls for d in report.days]),
+            svg.Series("Target calls", [d.counts.target_calls for d in report.days]),
+        ],
+        title="Calls by day",
+    )
+    return bars, lines
+
+
+@roles(Role.MARKETER)
+async def report_page(request: web.Request) -> web.Response:
+    """The report page: range picker, charts, drill-down table."""
+    async with request.app[sessionmaker_key]() as session:
+        all_sites = await sites.list_sites(session)
+        if not all_sites:
+            return pages.render(request, "reports/no_sites.html", {})
+        site = await _site(session, request.query.get("site") or all_sites[0].key)
+        today = local_today(site)
+        params = report_params(request.query, today)
+        report = await run_report(session, site, params)
+    table = model.table(report)
+    bars, lines = charts(report)
+    return pages.render(
+        request,
+        "reports/calls.html",
+        {
+            "title": "Calls, cost and ROI",
+            "report": report,
+            "sites": all_sites,
+            "table": table,
+            "row_links": [drill_link(report, row.key) for row in report.rows],
+            "label_count": len(report.label_levels),
+            "breadcrumbs": breadcrumbs(report),
+            "presets": presets(report, today),
+            "csv_link": "/reports/calls.csv" + _query(report),
+            "json_link": "/api/v1/reports/calls" + _query(report),
+            # svg.py escapes every label it draws, so its markup is safe to insert as is.
+            "bar_chart": Markup(bars),
+            "line_chart": Markup(lines),
+            "levels": LEVELS,
+            "not_set": NOT_SET,
+        },
+    )
+
+
+async def _spend_page(
+    request: web.Request, session: AsyncSession, site: Site, extra: Mapping[str, Any]
+) -> web.Response:
+    recent = await spend.latest_spend(session, site.id)
+    all_sites = await sites.list_sites(session)
+    context = {
+        "title": "Ad spend",
+        "site": site,
+        "sites": all_sites,
+        "recent": [(r, money.major(r.amount)) for r in recent],
+        "columns": ", ".join(spend.REQUIRED + spend.OPTIONAL),
+        "result": None,
+        "errors": [],
+        **extra,
+    }
+    return pages.render(
+        request, "reports/spend.html", context, status=400 if extra.get("errors") else 200
+    )
+
+
+@roles(Role.MARKETER)
+async def spend_page(request: web.Request) -> web.Response:
+    """The spend import page: upload form and the latest imported rows."""
+    async with request.app[sessionmaker_key]() as session:
+        all_sites = await sites.list_sites(session)
+        if not all_sites:
+            return pages.render(request, "reports/no_sites.html", {})
+        site = await _site(session, request.query.get("site") or all_sites[0].key)
+        return await _spend_page(request, session, site, {})
+
+
+@roles(Role.MARKETER)
+async def spend_upload(request: web.Request) -> web.Response:
+    """The spend page's upload form: the same import as POST /api/v1/spend, shown as a page."""
+    text, fields = await _upload_text(request)
+    async with request.app[sessionmaker_key]() as session:
+        site = await _site(session, fields.get("site"))
+    try:
+        batch = spend.parse_csv(text)
+        async with request.app[sessionmaker_key].begin() as session:
+            result = await spend.import_spend(session, site, batch)
+    except BadRows as err:
+        async with request.app[sessionmaker_key]() as session:
+            return await _spend_page(request, session, site, {"errors": err.errors})
+    async with request.app[sessionmaker_key]() as session:
+        return await _spend_page(request, session, site, {"result": result})
