@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from number_pool import constants, policy
 from number_pool.core import (
@@ -58,9 +58,7 @@ class RedisPool:
         self._pending: list[tuple[str, list[str], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._retention = float(history_retention_seconds)
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(script_source(name)) for name in _SCRIPTS
-        }
+        self._shas: dict[str, str] = {}  # script name -> SHA1, once loaded into this Redis
 
     async def start(self) -> None:
         """Nothing to start; here so both backends share a lifecycle."""
@@ -132,10 +130,7 @@ class RedisPool:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for name, args, _ in batch:
-                        await self._scripts[name](keys=[], args=args, client=pipe)
-                    results = await pipe.execute(raise_on_error=False)
+                results = await self._evalsha_all(batch)
             except Exception as err:  # the connection failed: every caller in it hears why
                 for _, _, future in batch:
                     if not future.done():
@@ -148,6 +143,36 @@ class RedisPool:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _evalsha_all(
+        self, batch: list[tuple[str, list[str], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        """Run each call by its script's SHA in one pipeline; reload scripts Redis lost.
+
+        EVALSHA directly rather than redis-py's Script objects: those ask SCRIPT EXISTS
+        before every pipeline, a second round trip on the hot path of every visit.
+        """
+        if not self._shas:
+            await self._load_scripts()
+        results = await self._pipeline(batch)
+        lost = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if lost:  # Redis restarted or SCRIPT FLUSH: a NOSCRIPT call did not run, so rerun it
+            await self._load_scripts()
+            retried = await self._pipeline([batch[i] for i in lost])
+            for i, result in zip(lost, retried, strict=True):
+                results[i] = result
+        return results
+
+    async def _pipeline(self, batch: list[tuple[str, list[str], asyncio.Future[Any]]]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, args, _ in batch:
+                pipe.evalsha(self._shas[name], 0, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _load_scripts(self) -> None:
+        for name in _SCRIPTS:
+            sha = await self._redis.script_load(script_source(name))
+            self._shas[name] = _text(sha)
 
     @staticmethod
     def _status(reply: Sequence[Any], pool_id: str) -> str:

@@ -65,3 +65,19 @@ async def test_history_past_retention_is_trimmed(redis_space: tuple[Redis, str])
     assert [r.visitor_id for r in await pool.history(A, 0, T0 + 9000)] == ["bob"]
     assert await client.zcard(prefix + constants.HISTORY + A) == 1
     assert await client.hlen(prefix + constants.RECORD + A) == 1
+
+
+async def test_leasing_goes_on_after_redis_forgets_its_scripts(
+    redis_space: tuple[Redis, str],
+) -> None:
+    # A Redis restart (or SCRIPT FLUSH) empties the script cache under a running server.
+    client, prefix = redis_space
+    pool = RedisPool(client, prefix)
+    await pool.configure(CONFIG)
+    await pool.lease("p1", "alice", "a1", T0)
+    await client.script_flush()
+
+    outcome = await pool.lease("p1", "bob", "b1", T0 + 1)
+
+    assert outcome.lease is not None and outcome.lease.number == B
+    assert [r.visitor_id for r in await pool.holders_at(B, T0 + 2)] == ["bob"]
