@@ -149,6 +149,23 @@ end
 """.replace("VISITORS", str(VISITORS))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (the workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def drive_wrk(
     base: str, clients: int, seconds: float, workdir: Path
 ) -> tuple[float, float, float, int]:
@@ -200,11 +217,16 @@ async def run_mode(mode: str, clients: int, seconds: float, driver: str, workers
                     await asyncio.sleep(0.1)
             await drive(base, clients, 1.0)  # warm-up: caches, prepared statements, connections
             if driver == "wrk":
+                # Server CPU per visit too: on a shared machine throughput swings with the
+                # neighbours, the work each visit costs the server much less.
+                cpu_before = cpu_seconds(server.pid)
                 rate, p50, p99, errors = drive_wrk(base, clients, seconds, Path(tmp))
+                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / (rate * seconds)
                 print(
                     f"mode={mode} workers={workers if mode == 'scale' else 1} driver=wrk "
                     f"clients={clients} seconds={seconds:g} "
-                    f"errors={errors} visits_per_s={rate:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f}",
+                    f"errors={errors} visits_per_s={rate:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+                    f"server_cpu_ms_per_visit={cpu_ms:.3f}",
                     flush=True,
                 )
                 return

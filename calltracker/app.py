@@ -144,7 +144,7 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def visits_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = VisitWriter(app[sessionmaker_key])
+    writer = VisitWriter(app[engine_key])
     writer.start()
     app[visits_key] = VisitService(
         app[catalog_key],

@@ -11,9 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Visit, Visitor
 from calltracker.db.upsert import insert_for_dialect
 
@@ -47,8 +46,8 @@ class VisitWriter:
     visits per second: the cost of a commit is paid once for everything that queued meanwhile.
     """
 
-    def __init__(self, sessionmaker: SessionMaker, max_batch: int = 500) -> None:
-        self._sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, max_batch: int = 500) -> None:
+        self._engine = engine
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -78,8 +77,7 @@ class VisitWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._sessionmaker.begin() as session:
-                    await write_batch(session, batch)
+                await self._commit(batch)
             except Exception as err:
                 log.exception("event=visit_batch_failed size=%d", len(batch))
                 for item in batch:
@@ -90,21 +88,61 @@ class VisitWriter:
                     if not item.done.done():
                         item.done.set_result(None)
 
+    async def _commit(self, batch: list[_Item]) -> None:
+        async with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await write_batch_asyncpg(await _asyncpg_connection(conn), batch)
+            else:
+                async with conn.begin():
+                    await write_batch(conn, batch)
 
-async def write_batch(session: AsyncSession, batch: list[_Item]) -> None:
+
+async def write_batch(conn: AsyncConnection, batch: list[_Item]) -> None:
     # Core executemany on the connection: one round trip for the whole batch, and none of
     # the ORM's per-row bookkeeping, which costs more than the insert itself here.
-    conn = await session.connection()
     await conn.execute(insert(Visit), [item.visit for item in batch])
+    direct, non_direct = visitor_rows(batch)
+    dialect = conn.dialect.name
+    if direct:
+        await conn.execute(_upsert_visitor_stmt(dialect, False), direct)
+    if non_direct:
+        await conn.execute(_upsert_visitor_stmt(dialect, True), non_direct)
+
+
+async def write_batch_asyncpg(conn: Any, batch: list[_Item]) -> None:
+    """The same batch on PostgreSQL through asyncpg itself: binary COPY for the visits and
+    prepared upserts for the visitors, in one transaction.
+
+    At a few thousand visits a second SQLAlchemy's per-row parameter processing was a tenth
+    of the server's CPU, and COPY costs PostgreSQL (which shares the machine) less than
+    INSERTs. The rows are already plain values of the columns' types.
+    """
+    direct, non_direct = visitor_rows(batch)
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            Visit.__tablename__,
+            records=[tuple(item.visit[c] for c in VISIT_COLUMNS) for item in batch],
+            columns=VISIT_COLUMNS,
+        )
+        for rows, sql in ((direct, UPSERT_VISITOR_SQL), (non_direct, UPSERT_VISITOR_LAST_SQL)):
+            if rows:
+                columns = VISITOR_COLUMNS if sql is UPSERT_VISITOR_SQL else VISITOR_LAST_COLUMNS
+                await conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+
+
+async def _asyncpg_connection(conn: AsyncConnection) -> Any:
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+def visitor_rows(batch: list[_Item]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Visitor upserts for a batch: (without a non-direct touch, with one)."""
     direct: list[dict[str, Any]] = []
     non_direct: list[dict[str, Any]] = []
     for touch in merge_touches([item.touch for item in batch]):
         last = _latest_non_direct(batch, touch)
         (direct if last is None else non_direct).append(visitor_values(touch, last))
-    if direct:
-        await conn.execute(upsert_visitor_stmt(session, with_last=False), direct)
-    if non_direct:
-        await conn.execute(upsert_visitor_stmt(session, with_last=True), non_direct)
+    return direct, non_direct
 
 
 def merge_touches(touches: list[VisitorTouch]) -> list[VisitorTouch]:
@@ -148,10 +186,6 @@ def visitor_values(touch: VisitorTouch, last: VisitorTouch | None) -> dict[str, 
     return values
 
 
-def upsert_visitor_stmt(session: AsyncSession, *, with_last: bool) -> Any:
-    return _upsert_visitor_stmt(session.get_bind().dialect.name, with_last)
-
-
 @functools.cache  # built once per dialect: statement construction showed up in profiles
 def _upsert_visitor_stmt(dialect: str, with_last: bool) -> Any:
     """Insert a visitor keeping its first touch; update last-seen, and last touch if given."""
@@ -160,3 +194,31 @@ def _upsert_visitor_stmt(dialect: str, with_last: bool) -> Any:
     if with_last:
         update.update({name: getattr(stmt.excluded, name) for name in LAST_COLUMNS})
     return stmt.on_conflict_do_update(index_elements=["site_id", "visitor_key"], set_=update)
+
+
+VISIT_COLUMNS = [column.name for column in Visit.__table__.columns]
+VISITOR_COLUMNS = [
+    "site_id",
+    "visitor_key",
+    "first_seen_at",
+    "last_seen_at",
+    "first_source",
+    "first_medium",
+    "first_campaign",
+    "first_keyword",
+]
+VISITOR_LAST_COLUMNS = [*VISITOR_COLUMNS, *LAST_COLUMNS]
+
+
+def _upsert_visitor_sql(columns: list[str], updated: list[str]) -> str:
+    """_upsert_visitor_stmt's statement in PostgreSQL's own SQL, for asyncpg's executemany."""
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sets = ", ".join(f"{name} = excluded.{name}" for name in updated)
+    return (
+        f"INSERT INTO {Visitor.__tablename__} ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT (site_id, visitor_key) DO UPDATE SET {sets}"
+    )
+
+
+UPSERT_VISITOR_SQL = _upsert_visitor_sql(VISITOR_COLUMNS, ["last_seen_at"])
+UPSERT_VISITOR_LAST_SQL = _upsert_visitor_sql(VISITOR_LAST_COLUMNS, ["last_seen_at", *LAST_COLUMNS])
