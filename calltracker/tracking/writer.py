@@ -51,18 +51,23 @@ class VisitWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being committed
+        # PostgreSQL: one connection kept for the writer. A pool checkout pings the server
+        # first (pool_pre_ping), a round trip per batch that the writer can do without.
+        self._held: AsyncConnection | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="visit-writer")
 
     async def close(self) -> None:
         if self._task is not None:
-            # Let queued visits commit before stopping.
-            while not self._queue.empty():
+            # Let queued visits, and the batch being committed, commit before stopping.
+            while not self._queue.empty() or self._busy:
                 await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._drop_held()
 
     async def write(self, visit: dict[str, Any], touch: VisitorTouch) -> None:
         if self._task is None or self._task.done():
@@ -76,6 +81,7 @@ class VisitWriter:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._busy = True
             try:
                 await self._commit(batch)
             except Exception as err:
@@ -87,14 +93,38 @@ class VisitWriter:
                 for item in batch:
                     if not item.done.done():
                         item.done.set_result(None)
+            finally:
+                self._busy = False
 
     async def _commit(self, batch: list[_Item]) -> None:
-        async with self._engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                await write_batch_asyncpg(await _asyncpg_connection(conn), batch)
-            else:
-                async with conn.begin():
-                    await write_batch(conn, batch)
+        if self._engine.dialect.name != "postgresql":
+            async with self._engine.begin() as conn:
+                await write_batch(conn, batch)
+            return
+        for attempt in range(2):
+            if self._held is None:
+                self._held = await self._engine.connect()  # pinged on checkout
+            driver = await _asyncpg_connection(self._held)
+            try:
+                await write_batch_asyncpg(driver, batch)
+                return
+            except Exception:
+                if not driver.is_closed():
+                    raise  # the rows or the server refused: not the connection's fault
+                # The kept connection died (a PostgreSQL restart, a network cut): the batch
+                # rolled back with it, so it is written again once on a fresh connection. (Had
+                # it died during COMMIT after all, the visits' keys refuse the second copy.)
+                await self._drop_held()
+                if attempt:
+                    raise
+
+    async def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.invalidate()
+            with contextlib.suppress(Exception):
+                await held.close()
 
 
 async def write_batch(conn: AsyncConnection, batch: list[_Item]) -> None:

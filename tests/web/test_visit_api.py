@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from calltracker.app import create_app
 from calltracker.db.models import Visit, VisitEvent, Visitor
 from calltracker.keys import sessionmaker_key
-from calltracker.settings import Settings
+from calltracker.settings import Secret, Settings
 from tests.conftest import Seeded, seed, with_settings
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
@@ -287,3 +289,34 @@ async def test_concurrent_visits_are_all_recorded(client: Client, seeded: Seeded
     assert count == 50
     pooled = [b["number"] for b in bodies if b["kind"] == "pool"]
     assert len(pooled) == len(set(pooled)) == len(seeded.pool_numbers)
+
+
+async def test_visits_are_recorded_after_postgresql_drops_the_connections(
+    aiohttp_client: Any, pg_url: str, redis_prefix: str, redis_url: str, tmp_path: Path
+) -> None:
+    # What a PostgreSQL restart does to a running server: every connection it held dies.
+    settings = Settings(
+        database_url=pg_url,
+        redis_url=Secret(redis_url),
+        redis_prefix=redis_prefix,
+        recordings_dir=tmp_path / "recordings",
+        agi_port=0,
+    )
+    client = await aiohttp_client(create_app(settings))
+    await seed(client.app)
+    before = await visit(client, url=YANDEX_URL)
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert killed >= 1  # the visit writer's kept connection among them
+
+    after = await visit(client, url=YANDEX_URL)
+
+    async with client.app[sessionmaker_key]() as session:
+        ids = set(await session.scalars(select(Visit.id)))
+    assert ids == {before["visit_id"], after["visit_id"]}
