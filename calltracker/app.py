@@ -21,6 +21,7 @@ from calltracker.keys import (
     ami_key,
     catalog_key,
     engine_key,
+    login_throttle_key,
     metrics_key,
     pools_key,
     recorder_key,
@@ -49,6 +50,7 @@ from calltracker.tracking.visits import VisitService
 from calltracker.tracking.writer import VisitWriter
 from calltracker.web.auth import auth_middleware
 from calltracker.web.errors import error_middleware
+from calltracker.web.login_throttle import LoginThrottle
 from calltracker.web.metrics import metrics_ctx, metrics_middleware
 from calltracker.web.operator import setup_operator
 from calltracker.web.ratelimit import RateLimiter
@@ -167,6 +169,7 @@ def create_app(settings: Settings) -> web.Application:
     app[settings_key] = settings
     app[metrics_key] = Metrics(multiprocess_dir())
     app[visit_limiter_key] = RateLimiter(settings.visit_rate_per_minute)
+    app[login_throttle_key] = LoginThrottle(settings.login_max_failures)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, pool_ctx, visits_ctx])
     # Outgoing HTTP, then the outbox loops that use it (calltracker/integrations/outbox/).
     app.cleanup_ctx.extend([http_ctx, outbox_ctx])

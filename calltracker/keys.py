@@ -17,6 +17,7 @@ from calltracker.settings import Settings
 from calltracker.telephony.leader import LeadingListener
 from calltracker.telephony.recorder import CallRecorder
 from calltracker.tracking.visits import VisitService
+from calltracker.web.login_throttle import LoginThrottle
 from calltracker.web.ratelimit import RateLimiter
 from number_pool import PoolBackend
 
@@ -28,6 +29,7 @@ pools_key = web.AppKey("pools_key", PoolBackend)
 catalog_key = web.AppKey("catalog_key", CatalogCache)
 visits_key = web.AppKey("visits_key", VisitService)
 visit_limiter_key = web.AppKey("visit_limiter_key", RateLimiter)
+login_throttle_key = web.AppKey("login_throttle_key", LoginThrottle)
 token_verifier_key = web.AppKey("token_verifier_key", TokenVerifier)
 principal_key = web.RequestKey("principal_key", Principal)
 # Outgoing HTTP for every integration adapter, and the outbox delivery loops (integrations/outbox/).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -38,6 +39,16 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
         password.encode(), salt=salt, n=n, r=r, p=p, dklen=KEY_BYTES, maxmem=64 * 1024 * 1024
     )
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """hash_password in a worker thread: ~50 ms of scrypt on the event loop would stall
+    every visit the server is answering meanwhile (hashlib releases the GIL for it)."""
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_off_loop(password: str, stored: str) -> bool:
+    return await asyncio.to_thread(verify_password, password, stored)
 
 
 def hash_password(password: str) -> str:
@@ -97,7 +108,7 @@ async def create_user(
     user = User(
         username=name,
         role=accounts.parse_role(role).value,
-        password_hash=hash_password(password),
+        password_hash=await hash_password_off_loop(password),
         extension=extension.strip()[:32],
     )
     session.add(user)
@@ -123,9 +134,9 @@ async def authenticate(session: AsyncSession, username: str, password: str) -> U
     """The active user with these credentials, or None; as slow for unknown names."""
     user = await session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None or len(password) > MAX_PASSWORD:
-        verify_password(password[:MAX_PASSWORD], _DUMMY_HASH)
+        await verify_password_off_loop(password[:MAX_PASSWORD], _DUMMY_HASH)
         return None
-    if not verify_password(password, user.password_hash) or user.disabled:
+    if not await verify_password_off_loop(password, user.password_hash) or user.disabled:
         return None
     user.last_login_at = utcnow()
     return user
@@ -136,7 +147,7 @@ async def set_password(
 ) -> None:
     """Set a new password and end the user's other logins (all, unless one is kept)."""
     check_password_rules(password)
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password_off_loop(password)
     query = delete(UserSession).where(UserSession.user_id == user.id)
     if keep_session is not None:
         query = query.where(UserSession.id_hash != keep_session)
@@ -147,7 +158,7 @@ async def change_own_password(
     session: AsyncSession, user_id: int, current: str, new: str, *, keep_session: str
 ) -> None:
     user = await get_user(session, user_id)
-    if not verify_password(current[:MAX_PASSWORD], user.password_hash):
+    if not await verify_password_off_loop(current[:MAX_PASSWORD], user.password_hash):
         raise Invalid("the current password is wrong", code="wrong_password")
     await set_password(session, user, new, keep_session=keep_session)
 

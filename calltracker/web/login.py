@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
 from calltracker import users
 from calltracker.accounts import Role
-from calltracker.keys import principal_key, sessionmaker_key
+from calltracker.keys import login_throttle_key, principal_key, sessionmaker_key
 from calltracker.web import csrf, pages, sessions
 from calltracker.web.auth import public, roles
+from calltracker.web.client_address import client_ip
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "application/javascript"}
@@ -55,6 +59,21 @@ async def login(request: web.Request) -> web.Response:
         await csrf.check_login(request)
     except csrf.CsrfFailed as err:
         return _login_page(request, error=err.message, username=username, status=403)
+    throttle = request.app[login_throttle_key]
+    address = client_ip(request)
+    wait = throttle.retry_after(username, address)
+    if wait:
+        # Refused before the password is looked at, so guessing on gains nothing.
+        log.warning("event=login_throttled username=%r address=%s", username, address)
+        minutes = -(-wait // 60)
+        response = _login_page(
+            request,
+            error=f"Too many failed sign-ins. Try again in {minutes} min.",
+            username=username,
+            status=429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     password = form.get("password")
     async with request.app[sessionmaker_key].begin() as session:
         user = await users.authenticate(
@@ -62,9 +81,12 @@ async def login(request: web.Request) -> web.Response:
         )
         raw = await sessions.start_session(session, user) if user is not None else None
     if raw is None:
+        throttle.failed(username, address)
+        log.info("event=login_failed username=%r address=%s", username, address)
         return _login_page(
             request, error="Wrong username or password.", username=username, status=401
         )
+    throttle.succeeded(username)
     old = request.cookies.get(sessions.COOKIE)
     if old:
         async with request.app[sessionmaker_key].begin() as session:

@@ -14,6 +14,7 @@ from calltracker.errors import CalltrackerError, Invalid
 from calltracker.keys import catalog_key, settings_key, visit_limiter_key, visits_key
 from calltracker.tracking.visits import VisitRequest
 from calltracker.web.auth import public
+from calltracker.web.client_address import client_ip
 from calltracker.web.errors import TooManyRequests, error_response, status_for
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,6 @@ def origin_host(request: web.Request) -> str | None:
         return None  # not a cross-origin browser request (server-side client, same origin)
     host = urlsplit(origin).hostname
     return host or "null"
-
-
-def client_ip(request: web.Request) -> str:
-    if request.app[settings_key].trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()
-    return request.remote or "unknown"
 
 
 def check_rate(request: web.Request) -> None:

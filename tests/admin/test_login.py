@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from calltracker import users
 from calltracker.app import create_app
 from calltracker.settings import Settings
 from tests.admin.conftest import (
@@ -179,3 +181,48 @@ async def test_each_session_has_its_own_csrf_token(
     resp = await other.post("/admin/sites", data={"csrf_token": first, "key": "x"})
     assert resp.status == 403
     assert await csrf_of(client) == first
+
+
+async def try_login(client: Client, username: str, password: str) -> Any:
+    token = await login_form_token(client)
+    return await client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+
+
+@embedded_only
+async def test_repeated_wrong_passwords_lock_the_account_but_not_the_others(
+    client: Client, seeded: Seeded, people: People
+) -> None:
+    for _ in range(5):
+        assert (await try_login(client, "admin", "guess-" + PASSWORD)).status == 401
+
+    # Even the right password is refused now, unchecked: guessing on gains nothing.
+    locked = await try_login(client, "ADMIN", PASSWORD)
+    assert locked.status == 429
+    assert "Too many failed sign-ins" in await locked.text()
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert "ct_session" not in locked.cookies
+    # Someone else signing in from the same office is not locked out with them.
+    assert (await try_login(client, "marketer", PASSWORD)).status == 303
+
+
+@embedded_only
+async def test_password_hashing_runs_off_the_event_loop(
+    client: Client, seeded: Seeded, people: People, monkeypatch: Any
+) -> None:
+    # ~50 ms of scrypt on the loop would stall every visit being answered meanwhile.
+    threads: list[threading.Thread] = []
+    real = users._scrypt
+
+    def spy(*args: Any) -> bytes:
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(users, "_scrypt", spy)
+    assert (await try_login(client, "admin", PASSWORD)).status == 303
+    assert (await try_login(client, "nobody-here", PASSWORD)).status == 401
+    assert len(threads) == 2
+    assert threading.current_thread() not in threads
