@@ -42,11 +42,18 @@ class DemoSummary:
 
 
 async def seed_demo(
-    session: AsyncSession, site: Site, *, days: int = 30, today: date | None = None, seed: int = 7
+    session: AsyncSession,
+    site: Site,
+    *,
+    days: int = 30,
+    now: datetime | None = None,
+    seed: int = 7,
 ) -> DemoSummary:
-    """Add demo traffic to the site for the `days` local days up to today; skip if it has calls."""
+    """Add demo traffic for the `days` local days up to `now`, none of it later; skip if the
+    site has calls."""
     tz = ZoneInfo(site.timezone)
-    last = today or datetime.now(tz).date()
+    now = now or datetime.now(UTC)
+    last = now.astimezone(tz).date()
     first = last - timedelta(days=days - 1)
     if await session.scalar(select(func.count()).select_from(Call).where(Call.site_id == site.id)):
         return DemoSummary(0, 0, 0, 0, first, last)
@@ -60,7 +67,12 @@ async def seed_demo(
         # Daytime-weighted: most traffic between 8:00 and 23:00 local.
         minute = int(rng.triangular(8 * 60, 23 * 60 + 59, 14 * 60))
         local = datetime.combine(day, time(minute // 60, minute % 60, rng.randrange(60)), tz)
-        return local.astimezone(UTC)
+        at = local.astimezone(UTC)
+        if at <= now:
+            return at
+        # Today's traffic so far: a call at 22:00 must not show before it has happened.
+        midnight = datetime.combine(day, time(0), tz).astimezone(UTC)
+        return midnight + (now - midnight) * rng.random()
 
     def add_call(day: date, label: tuple[str, str, str, str], visit_id: str | None) -> None:
         answered = rng.random() > 0.15
@@ -131,7 +143,7 @@ async def seed_demo(
             phone=call.caller,
             amount=rng.randrange(5_000, 60_000) * money.MINOR_PER_MAJOR,
             currency=CURRENCY,
-            converted_at=call.started_at + timedelta(days=rng.randrange(0, 5)),
+            converted_at=min(now, call.started_at + timedelta(days=rng.randrange(0, 5))),
         )
         for call in calls
         if call.target and rng.random() < 0.3

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,7 +19,6 @@ from calltracker.settings import Settings
 from tests.reports.browser import LiveServer, chromium, login_browser
 
 PASSWORD = "marketer password 1"
-TODAY = date(2026, 3, 31)
 
 
 async def prepare(url: str) -> demo.DemoSummary:
@@ -28,7 +28,9 @@ async def prepare(url: str) -> demo.DemoSummary:
         async with create_sessionmaker(engine).begin() as session:
             await cli.create_demo(session, sample_data=False)
             site = await sites.get_site(session, cli.DEMO_SITE_KEY)
-            summary = await demo.seed_demo(session, site, days=31, today=TODAY)
+            # The end of 31 March in the site's zone: the whole of March, to the last minute.
+            end_of_march = datetime(2026, 3, 31, 23, 59, 59, tzinfo=ZoneInfo(site.timezone))
+            summary = await demo.seed_demo(session, site, days=31, now=end_of_march)
             await users.create_user(session, username="maria", role="marketer", password=PASSWORD)
         return summary
     finally:
