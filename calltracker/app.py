@@ -33,6 +33,7 @@ from calltracker.keys import (
     visits_key,
 )
 from calltracker.metrics import Metrics, multiprocess_dir
+from calltracker.reports.visit_rollup import rollup_ctx
 from calltracker.settings import Settings, describe
 from calltracker.telephony.agi import agi_ctx
 from calltracker.telephony.ami import AmiListener
@@ -179,6 +180,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(agi_ctx)
     setup_operator(app)
     app.cleanup_ctx.append(metrics_ctx)  # counts stored calls; per-worker gauges (web/metrics.py)
+    app.cleanup_ctx.append(rollup_ctx)  # finished days' visit counts for long reports
     setup_routes(app)
     # Pages: Jinja escapes every value, so visitor-sent UTM tags and referrers show as text.
     aiohttp_jinja2.setup(

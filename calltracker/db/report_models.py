@@ -99,4 +99,55 @@ ix_call_report = Index(
     *(getattr(Call, name) for name in REPORT_LABELS),
 )
 
-__all__ = ["AdSpend", "Conversion", "ReportCurrency"]
+
+class VisitDay(Base):
+    """Visits of one local day that is over, per label (bots left out): a year's report adds
+    up a few thousand of these rows instead of counting millions of visits.
+
+    Written once per (site, time zone, day) with its VisitDayDone row, in one transaction
+    (reports/visit_rollup.py); a day without its VisitDayDone row is counted from `visit`.
+    Keyed by the zone's name too, so a site moved to another zone is never summed by the
+    old zone's days.
+    """
+
+    __tablename__ = "visit_day"
+    # Covering, like ix_visit_report: a report's sums are read from the index alone.
+    __table_args__ = (
+        Index(
+            "ix_visit_day_report",
+            "site_id",
+            "tz",
+            "day",
+            "source",
+            "medium",
+            "campaign",
+            "keyword",
+            "visits",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    tz: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(256))
+    medium: Mapped[str] = mapped_column(String(256))
+    campaign: Mapped[str] = mapped_column(String(256))
+    keyword: Mapped[str] = mapped_column(String(256))
+    visits: Mapped[int]
+
+
+class VisitDayDone(Base):
+    """The local days whose visits are in VisitDay."""
+
+    __tablename__ = "visit_day_done"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("site.id", ondelete="CASCADE"), primary_key=True
+    )
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    rolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["AdSpend", "Conversion", "ReportCurrency", "VisitDay", "VisitDayDone"]

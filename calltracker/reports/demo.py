@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.db.models import Call, Site, Visit
 from calltracker.db.report_models import AdSpend, Conversion
-from calltracker.reports import money
+from calltracker.reports import money, visit_rollup
 
 CURRENCY = "RUB"
 # source, medium, campaign, keywords, visits a day, calls per visit, spend a day (roubles)
@@ -150,6 +150,8 @@ async def seed_demo(
     ]
     session.add_all(deals)
     await session.flush()
+    # Visits now fill days that may be rolled up already (a running server's background task).
+    await visit_rollup.forget_site(session, site.id)
     return DemoSummary(len(visits), len(calls), len(spend), len(deals), first, last)
 
 

@@ -22,9 +22,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
 from calltracker.db.models import Call, Site, UTCDateTime, Visit
-from calltracker.db.report_models import AdSpend, Conversion
+from calltracker.db.report_models import AdSpend, Conversion, VisitDay
 from calltracker.errors import Invalid
-from calltracker.reports import model, money
+from calltracker.reports import model, money, visit_rollup
 from calltracker.reports.model import LEVELS, Counts, Key
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class _Scope:
     end: datetime
     params: ReportParams
     days: list[tuple[date, datetime, datetime]]
+    tz: str = "UTC"
+    rolled: frozenset[date] = frozenset()  # days whose visits are in VisitDay
 
     def labels(self, entity: Any) -> list[Any]:
         return [getattr(entity, name) for name in LEVELS[: LEVELS.index(self.params.level) + 1]]
@@ -90,15 +92,17 @@ class _Scope:
             query = query.where(getattr(entity, name) == value)
         return query
 
-    def day_table(self) -> Subquery:
-        """The range's days as rows (n, lo, hi): a UNION ALL both databases understand."""
+    def day_table(self, days: Sequence[tuple[date, datetime, datetime]] | None = None) -> Subquery:
+        """Days (the range's, by default) as rows (n, lo, hi), n indexing `self.days`: a
+        UNION ALL both databases understand."""
+        index = {day: n for n, (day, _, _) in enumerate(self.days)}
         rows = [
             select(
-                literal(n, Integer).label("n"),
+                literal(index[day], Integer).label("n"),
                 literal(lo, UTCDateTime()).label("lo"),
                 literal(hi, UTCDateTime()).label("hi"),
             )
-            for n, (_, lo, hi) in enumerate(self.days)
+            for day, lo, hi in (self.days if days is None else days)
         ]
         table = union_all(*rows) if len(rows) > 1 else rows[0]
         return table.subquery("d")
@@ -136,6 +140,36 @@ def _call_counts(calls: int, unique: int, target: int, missed: int) -> Counts:
 
 
 async def _visits(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
+    """Rolled-up days from VisitDay, the others (today, or days not rolled up yet) counted."""
+    parts = []
+    if s.rolled:
+        parts.append(await _rolled_visits(session, s, by_day))
+    counted = [day for day in s.days if day[0] not in s.rolled]
+    if counted:
+        parts.append(await _counted_visits(session, s, counted, by_day))
+    return model.merge(parts)
+
+
+async def _rolled_visits(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
+    keys: list[Any] = [VisitDay.day] if by_day else s.labels(VisitDay)
+    query = select(*keys, func.sum(VisitDay.visits)).where(
+        VisitDay.site_id == s.site_id,
+        VisitDay.tz == s.tz,
+        VisitDay.day.in_(sorted(s.rolled)),
+    )
+    query = s.where(query, VisitDay).group_by(*keys)
+    grouped = await _by_label(session, query, len(keys), _visit_counts)
+    if by_day:
+        return {_as_date(k[0]): v for k, v in grouped.items()}
+    return grouped
+
+
+async def _counted_visits(
+    session: AsyncSession,
+    s: _Scope,
+    days: list[tuple[date, datetime, datetime]],
+    by_day: bool,
+) -> dict[Any, Counts]:
     def scoped(query: AnySelect, lo: Any, hi: Any) -> AnySelect:
         query = query.where(
             Visit.site_id == s.site_id,
@@ -146,12 +180,26 @@ async def _visits(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, C
         return s.where(query, Visit)
 
     if by_day:
-        d = s.day_table()
+        d = s.day_table(days)
         count = scoped(select(func.count()), d.c.lo, d.c.hi).scalar_subquery()
         return await _by_day(session, s, d, [count], _visit_counts)
     keys = s.labels(Visit)
-    query = scoped(select(*keys, func.count()), s.start, s.end).group_by(*keys)
-    return await _by_label(session, query, len(keys), _visit_counts)
+    parts = []
+    for lo, hi in _spans(days):
+        query = scoped(select(*keys, func.count()), lo, hi).group_by(*keys)
+        parts.append(await _by_label(session, query, len(keys), _visit_counts))
+    return model.merge(parts)
+
+
+def _spans(days: list[tuple[date, datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Consecutive days joined into [lo, hi) ranges: one range scan each."""
+    spans: list[tuple[datetime, datetime]] = []
+    for _, lo, hi in days:
+        if spans and spans[-1][1] == lo:
+            spans[-1] = (spans[-1][0], hi)
+        else:
+            spans.append((lo, hi))
+    return spans
 
 
 CALL_METRICS = (
@@ -236,6 +284,12 @@ async def run_report(session: AsyncSession, site: Site, params: ReportParams) ->
         end=end,
         params=params,
         days=day_bounds(tz, params.first_day, params.last_day),
+        tz=site.timezone,
+        rolled=frozenset(
+            await visit_rollup.rolled_days(
+                session, site.id, site.timezone, params.first_day, params.last_day
+            )
+        ),
     )
     parts: list[dict[Key, Counts]] = []
     day_parts: list[dict[date, Counts]] = []
