@@ -10,8 +10,6 @@ fifth as many.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +24,7 @@ from calltracker.db.models import Site, Visit
 from calltracker.db.report_models import VisitDay, VisitDayDone
 from calltracker.db.upsert import insert_for
 from calltracker.keys import sessionmaker_key
+from calltracker.periodic import running_every
 
 log = logging.getLogger(__name__)
 
@@ -147,21 +146,13 @@ async def rollup_ctx(app: web.Application) -> AsyncIterator[None]:
     INTERVAL_SECONDS, in the background; reports are right, only slower, until it is done."""
     sessionmaker = app[sessionmaker_key]
 
-    async def loop() -> None:
-        while True:
-            try:
-                rolled = await roll_up_all(sessionmaker, datetime.now(UTC))
-                if rolled:
-                    log.info("event=visit_days_rolled_up days=%d", rolled)
-            except Exception:  # a database outage: the next round tries again
-                log.exception("event=visit_rollup_failed")
-            await asyncio.sleep(INTERVAL_SECONDS)
+    async def roll_up() -> None:
+        rolled = await roll_up_all(sessionmaker, datetime.now(UTC))
+        if rolled:
+            log.info("event=visit_days_rolled_up days=%d", rolled)
 
-    task = asyncio.create_task(loop(), name="visit-rollup")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running_every(INTERVAL_SECONDS, roll_up, "visit-rollup"):
+        yield
 
 
 def _chunks(items: list[date], size: int) -> Iterable[list[date]]:

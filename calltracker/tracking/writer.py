@@ -154,9 +154,11 @@ async def write_batch_asyncpg(conn: Any, batch: list[_Item]) -> None:
             records=[tuple(item.visit[c] for c in VISIT_COLUMNS) for item in batch],
             columns=VISIT_COLUMNS,
         )
-        for rows, sql in ((direct, UPSERT_VISITOR_SQL), (non_direct, UPSERT_VISITOR_LAST_SQL)):
+        for rows, sql, columns in (
+            (direct, UPSERT_VISITOR_SQL, VISITOR_COLUMNS),
+            (non_direct, UPSERT_VISITOR_LAST_SQL, VISITOR_LAST_COLUMNS),
+        ):
             if rows:
-                columns = VISITOR_COLUMNS if sql is UPSERT_VISITOR_SQL else VISITOR_LAST_COLUMNS
                 await conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
 

@@ -20,6 +20,7 @@ from calltracker.keys import (
     recorder_key,
 )
 from calltracker.metrics import PoolFigures, Scraped
+from calltracker.periodic import running_every
 from calltracker.telephony.calls import CallEnded
 from calltracker.telephony.recorder import CallChange
 from calltracker.web import health
@@ -88,15 +89,10 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     app[recorder_key].add_observer(count_call, after_commit=True)
 
     async def refresh() -> None:
-        while True:
-            refresh_process_gauges(app)
-            await asyncio.sleep(REFRESH_SECONDS)
+        refresh_process_gauges(app)
 
-    task = asyncio.create_task(refresh(), name="metrics-refresh")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running_every(REFRESH_SECONDS, refresh, "metrics-refresh"):
+        yield
     # Gone, not frozen at the last value: a worker stopping leaves no leader behind.
     metrics.set_ami(leader=False, connected=False, open_calls=0, facts_waiting=0)
 

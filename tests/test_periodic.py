@@ -1,0 +1,26 @@
+"""Background upkeep (rollups, gauges) outlives a failing round and stops with its block."""
+
+from __future__ import annotations
+
+import asyncio
+
+from calltracker.periodic import running_every
+
+
+async def test_a_failing_round_is_followed_by_the_next_and_the_block_stops_it() -> None:
+    rounds: list[int] = []
+
+    async def work() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise ConnectionError("the database went away")
+
+    async with running_every(0.01, work, "test-upkeep"):
+        for _ in range(200):
+            if len(rounds) >= 3:
+                break
+            await asyncio.sleep(0.01)
+    assert rounds[:3] == [0, 1, 2]
+    stopped_at = len(rounds)
+    await asyncio.sleep(0.05)
+    assert len(rounds) == stopped_at
