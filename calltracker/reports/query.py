@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ from calltracker.db.models import Call, Site, UTCDateTime, Visit
 from calltracker.db.report_models import AdSpend, Conversion, VisitDay
 from calltracker.errors import Invalid
 from calltracker.reports import model, money, visit_rollup
+from calltracker.reports.days import as_date, day_bounds, utc_bounds
 from calltracker.reports.model import LEVELS, Counts, Key
 
 if TYPE_CHECKING:
@@ -53,23 +54,6 @@ class ReportParams:
             raise Invalid(f"a report covers at most {MAX_DAYS} days", code="invalid_field")
 
 
-def local_midnight(tz: ZoneInfo, day: date) -> datetime:
-    return datetime.combine(day, time(0), tz).astimezone(UTC)
-
-
-def utc_bounds(tz: ZoneInfo, first_day: date, last_day: date) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of the local days first_day..last_day."""
-    return local_midnight(tz, first_day), local_midnight(tz, last_day + timedelta(days=1))
-
-
-def day_bounds(
-    tz: ZoneInfo, first_day: date, last_day: date
-) -> list[tuple[date, datetime, datetime]]:
-    """(local day, its UTC start, its UTC end) for each day of the range."""
-    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
-    return [(d, local_midnight(tz, d), local_midnight(tz, d + timedelta(days=1))) for d in days]
-
-
 def _count_true(condition: Any) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
@@ -81,8 +65,8 @@ class _Scope:
     end: datetime
     params: ReportParams
     days: list[tuple[date, datetime, datetime]]
-    tz: str = "UTC"
-    rolled: frozenset[date] = frozenset()  # days whose visits are in VisitDay
+    tz: str
+    rolled: frozenset[date]  # days whose visits are in VisitDay
 
     def labels(self, entity: Any) -> list[Any]:
         return [getattr(entity, name) for name in LEVELS[: LEVELS.index(self.params.level) + 1]]
@@ -160,7 +144,7 @@ async def _rolled_visits(session: AsyncSession, s: _Scope, by_day: bool) -> dict
     query = s.where(query, VisitDay).group_by(*keys)
     grouped = await _by_label(session, query, len(keys), _visit_counts)
     if by_day:
-        return {_as_date(k[0]): v for k, v in grouped.items()}
+        return {as_date(k[0]): v for k, v in grouped.items()}
     return grouped
 
 
@@ -239,7 +223,7 @@ async def _spend(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Co
     query = s.where(query, AdSpend).group_by(*keys)
     grouped = await _by_label(session, query, len(keys), lambda m: Counts(spend=int(m)))
     if by_day:
-        return {_as_date(k[0]): v for k, v in grouped.items()}
+        return {as_date(k[0]): v for k, v in grouped.items()}
     return grouped
 
 
@@ -269,10 +253,6 @@ async def _revenue(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, 
     query = select(*keys, func.sum(Conversion.amount)).select_from(Conversion)
     query = scoped(query, s.start, s.end, labels=True).group_by(*keys)
     return await _by_label(session, query, len(keys), build)
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 async def run_report(session: AsyncSession, site: Site, params: ReportParams) -> model.Report:

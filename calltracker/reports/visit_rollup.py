@@ -25,10 +25,11 @@ from calltracker.db.report_models import VisitDay, VisitDayDone
 from calltracker.db.upsert import insert_for
 from calltracker.keys import sessionmaker_key
 from calltracker.periodic import running_every
+from calltracker.reports.days import as_date, local_midnight
+from calltracker.reports.model import LEVELS
 
 log = logging.getLogger(__name__)
 
-LABELS = ("source", "medium", "campaign", "keyword")
 # A day is rolled up this long after its local midnight: visits are stamped when they are
 # recorded, and several workers' clocks may differ a little.
 SETTLE = timedelta(minutes=10)
@@ -41,11 +42,7 @@ def finished_days(tz: ZoneInfo, now: datetime, lookback_days: int) -> list[date]
     """The local days, newest last, whose visits can no longer change at `now`."""
     today = now.astimezone(tz).date()
     days = [today - timedelta(days=n) for n in range(lookback_days, -1, -1)]
-    return [d for d in days if _local_midnight(tz, d + timedelta(days=1)) + SETTLE <= now]
-
-
-def _local_midnight(tz: ZoneInfo, day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tz).astimezone(UTC)
+    return [d for d in days if local_midnight(tz, d + timedelta(days=1)) + SETTLE <= now]
 
 
 async def rolled_days(
@@ -57,7 +54,7 @@ async def rolled_days(
         VisitDayDone.day >= first,
         VisitDayDone.day <= last,
     )
-    return {_as_date(d) for d in await session.scalars(query)}
+    return {as_date(d) for d in await session.scalars(query)}
 
 
 async def roll_up_day(session: AsyncSession, site_id: int, tz_name: str, day: date) -> bool:
@@ -75,7 +72,7 @@ async def roll_up_day(session: AsyncSession, site_id: int, tz_name: str, day: da
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return False
     tz = ZoneInfo(tz_name)
-    labels = [getattr(Visit, name) for name in LABELS]
+    labels = [getattr(Visit, name) for name in LEVELS]
     counted = (
         select(
             literal(site_id),
@@ -86,13 +83,13 @@ async def roll_up_day(session: AsyncSession, site_id: int, tz_name: str, day: da
         )
         .where(
             Visit.site_id == site_id,
-            Visit.started_at >= _local_midnight(tz, day),
-            Visit.started_at < _local_midnight(tz, day + timedelta(days=1)),
+            Visit.started_at >= local_midnight(tz, day),
+            Visit.started_at < local_midnight(tz, day + timedelta(days=1)),
             Visit.is_bot.is_(False),
         )
         .group_by(*labels)
     )
-    columns = ["site_id", "tz", "day", *LABELS, "visits"]
+    columns = ["site_id", "tz", "day", *LEVELS, "visits"]
     await session.execute(insert(VisitDay).from_select(columns, counted))
     return True
 
@@ -158,7 +155,3 @@ async def rollup_ctx(app: web.Application) -> AsyncIterator[None]:
 def _chunks(items: list[date], size: int) -> Iterable[list[date]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _as_date(value: object) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])

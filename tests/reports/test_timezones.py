@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from calltracker.db.models import Call, Site
 from calltracker.keys import sessionmaker_key
-from calltracker.reports.query import day_bounds, utc_bounds
+from calltracker.reports.days import day_bounds, utc_bounds
 from tests.conftest import Seeded
 from tests.reports.conftest import Client, bearer
 
