@@ -1,5 +1,5 @@
 """`python -m calltracker` runs the CLI."""
 
-from calltracker.cli import main
+from calltracker.cli.main import main
 
 raise SystemExit(main())

@@ -11,8 +11,9 @@ import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
-from calltracker.accounts import TokenVerifier
-from calltracker.catalog import CatalogCache
+from calltracker.accounts.throttle import LoginThrottle
+from calltracker.accounts.tokens import TokenVerifier
+from calltracker.catalog.cache import CatalogCache
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.lease_journal import SqlLeaseJournal
 from calltracker.http_session import http_ctx
@@ -47,14 +48,13 @@ from calltracker.telephony.leader import (
 from calltracker.telephony.matching import Matcher
 from calltracker.telephony.recorder import TRANSIENT_ERRORS, CallRecorder
 from calltracker.telephony.recordings import RecordingStore
+from calltracker.tracking.ratelimit import RateLimiter
 from calltracker.tracking.visits import VisitService
 from calltracker.tracking.writer import VisitWriter
 from calltracker.web.auth import auth_middleware
 from calltracker.web.errors import error_middleware
-from calltracker.web.login_throttle import LoginThrottle
 from calltracker.web.metrics import metrics_ctx, metrics_middleware
 from calltracker.web.operator import setup_operator
-from calltracker.web.ratelimit import RateLimiter
 from calltracker.web.routes import setup_routes
 from number_pool.memory import MemoryPool
 from number_pool.redis import RedisPool

@@ -7,8 +7,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from calltracker.accounts import Principal, TokenVerifier
-from calltracker.catalog import CatalogCache
+from calltracker.accounts.roles import Principal
+from calltracker.accounts.throttle import LoginThrottle
+from calltracker.accounts.tokens import TokenVerifier
+from calltracker.catalog.cache import CatalogCache
 from calltracker.db.engine import SessionMaker
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
@@ -16,9 +18,8 @@ from calltracker.metrics import Metrics
 from calltracker.settings import Settings
 from calltracker.telephony.leader import LeadingListener
 from calltracker.telephony.recorder import CallRecorder
+from calltracker.tracking.ratelimit import RateLimiter
 from calltracker.tracking.visits import VisitService
-from calltracker.web.login_throttle import LoginThrottle
-from calltracker.web.ratelimit import RateLimiter
 from number_pool import PoolBackend
 
 settings_key = web.AppKey("settings_key", Settings)

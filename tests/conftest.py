@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
-from calltracker import accounts, sites
+from calltracker.accounts import tokens
 from calltracker.app import create_app
+from calltracker.catalog import sites
 from calltracker.db.migrate import upgrade
 from calltracker.keys import catalog_key, sessionmaker_key
 from calltracker.settings import Secret, Settings
@@ -188,8 +189,8 @@ async def seed(
             medium="outdoor",
             campaign="tverskaya-2026",
         )
-        _, admin = await accounts.create_token(session, name="t-admin", role="admin")
-        _, marketer = await accounts.create_token(session, name="t-marketer", role="marketer")
+        _, admin = await tokens.create_token(session, name="t-admin", role="admin")
+        _, marketer = await tokens.create_token(session, name="t-marketer", role="marketer")
     await app[catalog_key].refresh()
     return Seeded(
         site_key="shop",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from calltracker.cli import main
+from calltracker.cli.main import main
 
 
 @pytest.fixture

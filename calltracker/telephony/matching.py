@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from calltracker.catalog import Catalog, NumberInfo
+from calltracker.catalog.cache import Catalog, NumberInfo
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Call, Visit, VisitEvent
 from number_pool import LeaseRecord

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from calltracker import phones
-from calltracker.catalog import Catalog, load_catalog
+from calltracker.catalog.cache import Catalog, load_catalog
 from calltracker.db.engine import SessionMaker, create_engine, create_sessionmaker
 from calltracker.db.migrate import upgrade
 from calltracker.db.models import Call, LeaseRow

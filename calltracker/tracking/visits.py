@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import select
 
-from calltracker.catalog import CatalogCache, NumberInfo, SiteInfo
+from calltracker.catalog.cache import CatalogCache, NumberInfo, SiteInfo
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Visit, VisitEvent, Visitor
 from calltracker.errors import Forbidden, Invalid, NotFound

@@ -10,10 +10,12 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from calltracker import catalog_admin, integration_config, pool_advice, sites
+from calltracker.catalog import advice as pool_advice
+from calltracker.catalog import edits, sites
 from calltracker.db.integration_models import OutboxRow
 from calltracker.db.models import Site, utcnow
 from calltracker.errors import CalltrackerError, Invalid
+from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import KINDS
 from calltracker.integrations.outbox import store
 from calltracker.keys import (
@@ -78,7 +80,7 @@ async def site_page(
         "pool_sizes": sizes,
         "numbers": numbers,
         "policies": POLICIES,
-        "snippet": catalog_admin.widget_snippet(site.key, request.app[settings_key].public_url),
+        "snippet": edits.widget_snippet(site.key, request.app[settings_key].public_url),
         "error": error,
         "notice": notice or _notice(request),
     }
@@ -101,7 +103,7 @@ async def update_site(request: web.Request) -> web.Response:
     key = request.match_info["site"]
     try:
         async with request.app[sessionmaker_key].begin() as session:
-            site = await catalog_admin.update_site(
+            site = await edits.update_site(
                 session,
                 key,
                 name=pages.form_text(form, "name"),
@@ -146,7 +148,7 @@ async def create_pool(request: web.Request) -> web.Response:
 
 async def pools_page(request: web.Request) -> web.Response:
     async with request.app[sessionmaker_key]() as session:
-        health = await catalog_admin.pool_overview(session, request.app[pools_key])
+        health = await edits.pool_overview(session, request.app[pools_key])
     return pages.render(request, "pools.html", {"health": health})
 
 
@@ -156,9 +158,7 @@ def _pool_id(request: web.Request) -> int:
 
 async def pool_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
     async with request.app[sessionmaker_key]() as session:
-        [health] = await catalog_admin.pool_overview(
-            session, request.app[pools_key], _pool_id(request)
-        )
+        [health] = await edits.pool_overview(session, request.app[pools_key], _pool_id(request))
         numbers = [
             n
             for n in await sites.list_numbers(session, health.pool.site_id, "pool")
@@ -188,7 +188,7 @@ async def update_pool(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         async with request.app[sessionmaker_key].begin() as session:
-            await catalog_admin.update_pool(
+            await edits.update_pool(
                 session,
                 _pool_id(request),
                 name=pages.form_text(form, "name") or None,
@@ -216,7 +216,7 @@ async def add_pool_numbers(request: web.Request) -> web.Response:
 async def set_number_active(request: web.Request) -> web.Response:
     form = await request.post()
     async with request.app[sessionmaker_key].begin() as session:
-        await catalog_admin.set_number_active(
+        await edits.set_number_active(
             session, int(request.match_info["number"]), pages.form_text(form, "active") == "1"
         )
     await _refresh(request)
@@ -292,7 +292,7 @@ async def import_numbers(request: web.Request) -> web.Response:
     try:
         text = _csv_text(form)
         async with request.app[sessionmaker_key].begin() as session:
-            rows = await catalog_admin.import_numbers_csv(session, text)
+            rows = await edits.import_numbers_csv(session, text)
     except CalltrackerError as err:
         details = err.details if isinstance(err.details, list) else []
         context = {"error": err.message, "line_errors": details, "text": text}

@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker import call_log, catalog_admin, users
-from calltracker.accounts import Role
-from calltracker.call_log import CallView
-from calltracker.catalog_admin import CsvImportFailed, PoolHealth
+from calltracker.accounts import users
+from calltracker.accounts.roles import Role
+from calltracker.catalog import edits
+from calltracker.catalog.edits import CsvImportFailed, PoolHealth
+from calltracker.catalog.sites import NewNumberError
 from calltracker.db.auth_models import User
 from calltracker.db.models import ApiToken
 from calltracker.errors import Invalid
@@ -20,7 +21,8 @@ from calltracker.keys import (
     sessionmaker_key,
     token_verifier_key,
 )
-from calltracker.sites import NewNumberError
+from calltracker.telephony import call_log
+from calltracker.telephony.call_log import CallView
 from calltracker.web import calls_page
 from calltracker.web.auth import roles
 from calltracker.web.catalog_api import (
@@ -265,7 +267,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def update_site(request: web.Request) -> web.Response:
     data = await json_body(request)
     async with request.app[sessionmaker_key].begin() as session:
-        site = await catalog_admin.update_site(
+        site = await edits.update_site(
             session,
             request.match_info["site"],
             name=field(data, "name", str, None),
@@ -284,14 +286,14 @@ async def update_site(request: web.Request) -> web.Response:
 
 async def list_pools(request: web.Request) -> web.Response:
     async with request.app[sessionmaker_key]() as session:
-        health = await catalog_admin.pool_overview(session, request.app[pools_key])
+        health = await edits.pool_overview(session, request.app[pools_key])
     return web.json_response({"pools": [health_json(h) for h in health]})
 
 
 async def update_pool(request: web.Request) -> web.Response:
     data = await json_body(request)
     async with request.app[sessionmaker_key].begin() as session:
-        pool = await catalog_admin.update_pool(
+        pool = await edits.update_pool(
             session,
             int(request.match_info["pool"]),
             name=field(data, "name", str, None),
@@ -305,7 +307,7 @@ async def update_pool(request: web.Request) -> web.Response:
 async def update_number(request: web.Request) -> web.Response:
     data = await json_body(request)
     async with request.app[sessionmaker_key].begin() as session:
-        row = await catalog_admin.set_number_active(
+        row = await edits.set_number_active(
             session, int(request.match_info["number"]), field(data, "active", bool)
         )
     await request.app[catalog_key].refresh()
@@ -324,7 +326,7 @@ async def import_numbers(request: web.Request) -> web.Response:
         raise Invalid("the body is not UTF-8 text") from None
     try:
         async with request.app[sessionmaker_key].begin() as session:
-            rows = await catalog_admin.import_numbers_csv(session, text)
+            rows = await edits.import_numbers_csv(session, text)
     except CsvImportFailed as err:
         lines = err.details if isinstance(err.details, list) else []
         return web.json_response(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calltracker import users
-from calltracker.accounts import Role
+from calltracker.accounts import users
+from calltracker.accounts.roles import Role
 from calltracker.errors import CalltrackerError, Invalid
 from calltracker.keys import sessionmaker_key, token_verifier_key
 from calltracker.web import pages

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from calltracker.catalog import SiteInfo
+from calltracker.catalog.cache import SiteInfo
 from calltracker.errors import CalltrackerError, Forbidden
 from calltracker.keys import visits_key
 from calltracker.tracking.visits import MAX_URL, OriginNotAllowed, VisitRequest

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from calltracker.accounts import Principal, Role
+from calltracker.accounts.roles import Principal, Role
 from calltracker.keys import principal_key, sessionmaker_key, token_verifier_key
 from calltracker.web import csrf, pages, sessions
 from calltracker.web.errors import Unauthorized, error_response

@@ -8,11 +8,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from calltracker import call_log, sites
-from calltracker.accounts import Role
-from calltracker.call_log import CallFilter
+from calltracker.accounts.roles import Role
+from calltracker.catalog import sites
 from calltracker.errors import Invalid
 from calltracker.keys import sessionmaker_key, settings_key
+from calltracker.telephony import call_log
+from calltracker.telephony.call_log import CallFilter
 from calltracker.web import pages
 from calltracker.web.auth import roles
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker import sites
-from calltracker.catalog import pool_key
+from calltracker.catalog import sites
+from calltracker.catalog.cache import pool_key
 from calltracker.db.models import Pool, Site, TrackingNumber
 from calltracker.errors import Invalid
 from calltracker.keys import catalog_key, pools_key, sessionmaker_key

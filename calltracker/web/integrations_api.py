@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker import integration_config as config
-from calltracker import sites
+from calltracker.catalog import sites
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.db.models import utcnow
 from calltracker.errors import Invalid
+from calltracker.integrations import config
 from calltracker.integrations.outbox import store
 from calltracker.integrations.outbox.policy import STATES
 from calltracker.keys import outbox_key, sessionmaker_key

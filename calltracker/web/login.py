@@ -7,8 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from calltracker import users
-from calltracker.accounts import Role
+from calltracker.accounts import users
+from calltracker.accounts.roles import Role
 from calltracker.keys import login_throttle_key, principal_key, sessionmaker_key
 from calltracker.web import csrf, pages, sessions
 from calltracker.web.auth import public, roles

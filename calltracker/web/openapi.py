@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker.accounts import Role
+from calltracker.accounts.roles import Role
 from calltracker.web.auth import handler_marks, roles
 
 API_PREFIX = "/api/v1/"

@@ -17,9 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from calltracker import call_log
-from calltracker.accounts import Role
-from calltracker.call_log import CallFilter
+from calltracker.accounts.roles import Role
 from calltracker.keys import (
     catalog_key,
     recorder_key,
@@ -27,8 +25,10 @@ from calltracker.keys import (
     sessionmaker_key,
     settings_key,
 )
-from calltracker.operator_cards import CardMaker
-from calltracker.operator_hub import OperatorHub, Subscription, parse_extensions
+from calltracker.operator.cards import CardMaker
+from calltracker.operator.hub import OperatorHub, Subscription, parse_extensions
+from calltracker.telephony import call_log
+from calltracker.telephony.call_log import CallFilter
 from calltracker.web import pages, sessions
 from calltracker.web.auth import roles
 from calltracker.web.errors import error_response

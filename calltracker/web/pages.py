@@ -10,7 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from calltracker.accounts import Role
+from calltracker.accounts.roles import Role
 from calltracker.errors import Invalid
 from calltracker.keys import principal_key
 from calltracker.web.sessions import current_session

@@ -15,8 +15,8 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import sites
-from calltracker.accounts import Role
+from calltracker.accounts.roles import Role
+from calltracker.catalog import sites
 from calltracker.db.models import Site
 from calltracker.errors import Invalid
 from calltracker.keys import sessionmaker_key

@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker.accounts import Role
+from calltracker.accounts.roles import Role
 from calltracker.db.auth_models import User, UserSession
 from calltracker.db.models import utcnow
 from calltracker.keys import settings_key

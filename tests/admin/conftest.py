@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from calltracker import users
+from calltracker.accounts import users
 from calltracker.db.auth_models import User
 from calltracker.keys import sessionmaker_key
 from tests.conftest import Seeded

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker.accounts import Role
+from calltracker.accounts.roles import Role
 from calltracker.app import create_app
 from calltracker.settings import Settings
 from calltracker.web import pages

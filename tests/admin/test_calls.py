@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp_jinja2
 
-from calltracker import catalog_admin
 from calltracker.app import create_app
+from calltracker.catalog import edits
 from calltracker.db.models import Call, Visit
 from calltracker.keys import sessionmaker_key, settings_key
 from calltracker.settings import Settings
@@ -95,7 +95,7 @@ async def test_date_filters_use_the_sites_time_zone(
     on_21 = await client.get("/api/v1/calls?site_id=1&date_from=2026-11-21", headers=h)
     assert (await on_21.json())["total"] == 0  # the seeded site keeps UTC
     async with client.app[sessionmaker_key].begin() as session:
-        await catalog_admin.update_site(session, "shop", timezone="Europe/Moscow")
+        await edits.update_site(session, "shop", timezone="Europe/Moscow")
     on_21 = await client.get("/api/v1/calls?site_id=1&date_from=2026-11-21", headers=h)
     assert (await on_21.json())["total"] == 1
 

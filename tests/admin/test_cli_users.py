@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from calltracker import users
-from calltracker.cli import main
+from calltracker.accounts import users
+from calltracker.cli.main import main
 from calltracker.db.engine import create_engine, create_sessionmaker
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from calltracker import users
+from calltracker.accounts import users
 from calltracker.app import create_app
 from calltracker.settings import Settings
 from tests.admin.conftest import (

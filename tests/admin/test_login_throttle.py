@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calltracker.web.login_throttle import LoginThrottle
+from calltracker.accounts.throttle import LoginThrottle
 
 
 class Clock:

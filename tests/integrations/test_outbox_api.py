@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from calltracker.app import create_app
-from calltracker.cli import main, setup_logging
+from calltracker.cli.main import main, setup_logging
 from calltracker.integrations.webhook import generate_secret
 from calltracker.keys import outbox_settings_key, recorder_key, sessionmaker_key
 from calltracker.settings import Settings

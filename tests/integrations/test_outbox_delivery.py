@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from calltracker import integration_config
+from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import DeliveryResult
 from calltracker.integrations.outbox import lead, policy, store
 from calltracker.integrations.outbox.policy import AUTH_MESSAGE, RetryPolicy

@@ -85,7 +85,7 @@ async def test_ring_stage_enqueues_at_call_started_and_the_hangup_follows(
 async def test_disabled_integrations_and_other_facts_add_nothing(
     world: World, bitrix: FakeBitrix24
 ) -> None:
-    from calltracker import integration_config
+    from calltracker.integrations import config as integration_config
 
     integration_id = await world.integration("bitrix24", bitrix_config(bitrix))
     async with world.sessionmaker.begin() as session:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calltracker import integration_config
 from calltracker.db.integration_models import Integration
 from calltracker.errors import Invalid
+from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import DeliveryResult
 from calltracker.integrations.errors import (
     AuthError,

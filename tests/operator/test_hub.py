@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from calltracker.operator_cards import lead_link
-from calltracker.operator_hub import LIVE_HASH, LiveCard, OperatorHub, parse_extensions
+from calltracker.operator.cards import lead_link
+from calltracker.operator.hub import LIVE_HASH, LiveCard, OperatorHub, parse_extensions
 from tests.operator.conftest import eventually
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from calltracker.cli import main
+from calltracker.cli.main import main
 from calltracker.logs import KV_FORMAT, JsonFormatter
 
 

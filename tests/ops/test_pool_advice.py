@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from calltracker import pool_advice
+from calltracker.catalog import advice as pool_advice
 from calltracker.db.models import Pool
 from calltracker.keys import sessionmaker_key
 from tests.conftest import Seeded, seed

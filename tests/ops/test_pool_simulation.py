@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from calltracker.cli import main
-from calltracker.pool_simulation import (
+from calltracker.catalog.simulation import (
     DelayBucket,
     Scenario,
     draw_visitors,
@@ -17,6 +16,7 @@ from calltracker.pool_simulation import (
     size_for,
     sizes_for,
 )
+from calltracker.cli.main import main
 
 # 60 visitors an hour for two days: about 2,900 candidate calls, a few tenths of a second.
 BASE = Scenario(visitors_per_hour=(60.0,) * 24, pool_size=30, days=2)

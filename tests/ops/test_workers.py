@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from calltracker import accounts, sites
+from calltracker.accounts import tokens
+from calltracker.catalog import sites
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.models import Call, Visit
 from tests.conftest import PG_URL, REDIS_URL, _pg_admin, _pg_dsn
@@ -122,7 +123,7 @@ async def seed(database_url: str) -> str:
             pool = await sites.create_pool(session, site, name="main", hold_seconds=900)
             await sites.add_pool_numbers(session, pool, POOL)
             await sites.add_static_number(session, site, DID, source="billboard", medium="offline")
-            _, token = await accounts.create_token(session, name="ops", role="admin")
+            _, token = await tokens.create_token(session, name="ops", role="admin")
     finally:
         await engine.dispose()
     return token

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from calltracker import cli, sites
+from calltracker.catalog import sites
+from calltracker.cli import main as cli
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.models import Call, Visit
 from calltracker.db.report_models import Conversion
-from calltracker.reports import demo
+from calltracker.demo import sample as demo
 
 
 async def test_demo_traffic_runs_up_to_now_and_never_past_it(sqlite_url: str) -> None:

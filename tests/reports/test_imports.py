@@ -239,11 +239,11 @@ async def test_deals_in_a_csv_are_matched_and_bad_lines_named(
 async def test_an_operator_may_not_read_reports_or_post_spend(
     client: Client, seeded: Seeded
 ) -> None:
-    from calltracker import accounts
+    from calltracker.accounts import tokens
     from calltracker.keys import sessionmaker_key
 
     async with client.app[sessionmaker_key].begin() as session:
-        _, token = await accounts.create_token(session, name="op", role="operator")
+        _, token = await tokens.create_token(session, name="op", role="operator")
     for method, path in [
         ("GET", "/api/v1/reports/calls?site=shop"),
         ("GET", "/reports/calls.csv?site=shop"),

@@ -11,10 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from calltracker import cli, sites, users
+from calltracker.accounts import users
 from calltracker.app import create_app
+from calltracker.catalog import sites
+from calltracker.cli import main as cli
 from calltracker.db.engine import create_engine, create_sessionmaker
-from calltracker.reports import demo
+from calltracker.demo import sample as demo
 from calltracker.settings import Settings
 from tests.reports.browser import LiveServer, chromium, login_browser
 

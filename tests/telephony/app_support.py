@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from calltracker.cli import main
+from calltracker.cli.main import main
 from calltracker.db.models import Call, Site
 from calltracker.keys import ami_key, catalog_key, pools_key, sessionmaker_key
 from calltracker.settings import AmiSettings, Secret, Settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calltracker.catalog import NumberInfo
+from calltracker.catalog.cache import NumberInfo
 from calltracker.telephony.matching import (
     AMBIGUOUS,
     DEFAULT,

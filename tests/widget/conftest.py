@@ -34,9 +34,9 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import sites
 from calltracker.app import create_app
-from calltracker.cli import with_session
+from calltracker.catalog import sites
+from calltracker.cli.main import with_session
 from calltracker.db.models import Visit, VisitEvent
 from calltracker.keys import catalog_key, pools_key, sessionmaker_key
 from calltracker.settings import Settings

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from calltracker.cli import DEMO_POOL, DEMO_SITE_KEY, create_demo, with_session
+from calltracker.cli.main import DEMO_POOL, DEMO_SITE_KEY, create_demo, with_session
 from calltracker.settings import Settings
 from tests.conftest import run_blocking
 

@@ -6,10 +6,10 @@ import logging
 
 from sqlalchemy import select
 
-from calltracker import integration_config
 from calltracker.db.integration_models import Integration
 from calltracker.db.models import Call, utcnow
 from calltracker.errors import Invalid
+from calltracker.integrations import config as integration_config
 from calltracker.integrations.outbox import store
 from calltracker.telephony.calls import CallEnded, CallFact, CallStarted
 from calltracker.telephony.recorder import CallChange

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from calltracker import integration_config
 from calltracker.db.engine import SessionMaker
 from calltracker.db.integration_models import Integration
 from calltracker.db.models import utcnow
+from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import (
     Adapter,
     BatchAdapter,

@@ -16,7 +16,7 @@ from calltracker.db.engine import SessionMaker
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.db.models import Call, Visit
 from calltracker.integrations.outbox.policy import DONE
-from calltracker.operator_hub import LiveCard, OperatorHub
+from calltracker.operator.hub import LiveCard, OperatorHub
 from calltracker.telephony.calls import CallAnswered, CallEnded, OperatorRinging
 from calltracker.telephony.matching import CatalogSource
 from calltracker.telephony.recorder import RINGING, CallChange

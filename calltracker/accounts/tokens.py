@@ -6,37 +6,16 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calltracker.accounts.roles import Principal, Role, parse_role
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import ApiToken, utcnow
 from calltracker.errors import Invalid
 
 TOKEN_PREFIX = "ct_"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    MARKETER = "marketer"
-    OPERATOR = "operator"
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: Role
-    token_id: int | None = None
-
-
-def parse_role(raw: str) -> Role:
-    try:
-        return Role(raw.strip().lower())
-    except ValueError:
-        raise Invalid(f"unknown role {raw!r}; use admin, marketer or operator") from None
 
 
 def hash_token(token: str) -> str:

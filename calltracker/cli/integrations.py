@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import integration_config as config
-from calltracker import sites
+from calltracker.catalog import sites
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.db.models import utcnow
 from calltracker.errors import Invalid
+from calltracker.integrations import config
 from calltracker.integrations.base import KINDS
 from calltracker.integrations.outbox import store
 from calltracker.settings import Settings

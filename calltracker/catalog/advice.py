@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import pool_simulation
+from calltracker.catalog import simulation as pool_simulation
 from calltracker.db.models import Pool, Site, Visit
 
 WINDOW_DAYS = 7

@@ -12,21 +12,18 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracker import (
-    accounts,
-    call_cli,
-    integration_cli,
-    logs,
-    pool_simulation,
-    sites,
-    users,
-    workers,
-)
+from calltracker import logs
+from calltracker.accounts import tokens, users
 from calltracker.app import create_app
+from calltracker.catalog import simulation as pool_simulation
+from calltracker.catalog import sites
+from calltracker.cli import calls as call_cli
+from calltracker.cli import integrations as integration_cli
+from calltracker.cli import workers
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.migrate import upgrade
+from calltracker.demo.sample import seed_demo
 from calltracker.errors import CalltrackerError
-from calltracker.reports.demo import seed_demo
 from calltracker.settings import Settings, SettingsError
 
 DEMO_SITE_KEY = "demo"
@@ -139,7 +136,7 @@ async def create_demo(session: Any, *, sample_data: bool = True) -> list[str]:
                 f"  report sample data {demo.first_day}..{demo.last_day}: {demo.visits} visits, "
                 f"{demo.calls} calls, {demo.spend_rows} spend rows, {demo.deals} deals"
             )
-    _, token = await accounts.create_token(session, name="demo-admin", role="admin")
+    _, token = await tokens.create_token(session, name="demo-admin", role="admin")
     lines.append(f"admin API token (shown once): {token}")
     lines.append(await create_demo_admin(session))
     return lines
@@ -343,7 +340,7 @@ def cmd_static_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(session: Any) -> str:
-        row, token = await accounts.create_token(session, name=args.name, role=args.role)
+        row, token = await tokens.create_token(session, name=args.name, role=args.role)
         return f"token {row.id} ({row.role}, {row.name}); shown once:\n{token}"
 
     print(asyncio.run(with_session(settings, work)))
@@ -354,7 +351,7 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work(session: Any) -> list[str]:
         return [
             f"{t.id}\t{t.role}\t{t.name}\t{t.created_at:%Y-%m-%d}\t{'revoked' if t.revoked_at else ''}"
-            for t in await accounts.list_tokens(session)
+            for t in await tokens.list_tokens(session)
         ]
 
     print("id\trole\tname\tcreated\tstate")
@@ -365,7 +362,7 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def work(session: Any) -> bool:
-        return await accounts.revoke_token(session, args.id)
+        return await tokens.revoke_token(session, args.id)
 
     if not asyncio.run(with_session(settings, work)):
         print(f"no active token {args.id}", file=sys.stderr)

@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import phones, sites
-from calltracker.catalog import pool_key
+from calltracker import phones
+from calltracker.catalog import sites
+from calltracker.catalog.cache import pool_key
+from calltracker.catalog.sites import NewNumberError
 from calltracker.db.models import Pool, Site, TrackingNumber
 from calltracker.errors import Invalid, NotFound
-from calltracker.sites import NewNumberError
 from number_pool import ExhaustionPolicy, PoolBackend, PoolError, PoolStats
 
 MAX_IMPORT_LINES = 10_000

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker import accounts
+from calltracker.accounts import tokens
+from calltracker.accounts.roles import parse_role
 from calltracker.db.auth_models import User, UserSession
 from calltracker.db.models import ApiToken, utcnow
 from calltracker.errors import Conflict, Invalid, NotFound
@@ -107,7 +108,7 @@ async def create_user(
         raise Conflict(f"username {name!r} is taken", code="username_taken")
     user = User(
         username=name,
-        role=accounts.parse_role(role).value,
+        role=parse_role(role).value,
         password_hash=await hash_password_off_loop(password),
         extension=extension.strip()[:32],
     )
@@ -181,7 +182,7 @@ async def update_user(
     if acting_user_id == user.id and (disabled or (role and role != user.role)):
         raise Invalid("you cannot disable yourself or change your own role", code="self_change")
     if role is not None:
-        user.role = accounts.parse_role(role).value
+        user.role = parse_role(role).value
         await session.execute(
             update(ApiToken).where(ApiToken.user_id == user.id).values(role=user.role)
         )
@@ -205,7 +206,7 @@ async def create_user_token(session: AsyncSession, user_id: int, name: str) -> t
     user = await get_user(session, user_id)
     if user.disabled:
         raise Invalid(f"user {user.username!r} is disabled", code="user_disabled")
-    row, plaintext = await accounts.create_token(
+    row, plaintext = await tokens.create_token(
         session, name=f"{user.username}:{name.strip()}" if name.strip() else "", role=user.role
     )
     row.user_id = user.id
