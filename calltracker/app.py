@@ -1,11 +1,23 @@
-"""The application factory: the one place that wires resources, routes and middlewares."""
+"""The application factory: the one place that wires resources, routes and middlewares.
+
+Every long-lived resource has one cleanup context here, registered in dependency order;
+aiohttp starts them in that order and stops them in reverse, each only if it started.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import os
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
@@ -14,16 +26,24 @@ from redis.asyncio import Redis
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
-from calltracker.db.engine import create_engine, create_sessionmaker
+from calltracker.db.engine import create_engine, create_sessionmaker, is_sqlite
 from calltracker.db.lease_journal import SqlLeaseJournal
-from calltracker.http_session import http_ctx
-from calltracker.integrations.outbox.lifecycle import outbox_ctx, outbox_observer, outbox_wakeup
+from calltracker.db.models import Call, utcnow
+from calltracker.integrations.outbox.enqueue import enqueue_for_call
+from calltracker.integrations.outbox.settings import OutboxSettings
+from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.keys import (
+    agi_key,
     ami_key,
+    card_maker_key,
     catalog_key,
     engine_key,
+    http_key,
     login_throttle_key,
     metrics_key,
+    operator_hub_key,
+    outbox_key,
+    outbox_settings_key,
     pools_key,
     recorder_key,
     redis_key,
@@ -34,11 +54,15 @@ from calltracker.keys import (
     visits_key,
 )
 from calltracker.metrics import Metrics, multiprocess_dir
-from calltracker.reports.visit_rollup import rollup_ctx
+from calltracker.operator.cards import CardMaker
+from calltracker.operator.hub import OperatorHub
+from calltracker.periodic import running_every
+from calltracker.reports import visit_rollup
 from calltracker.settings import Settings, describe
-from calltracker.telephony.agi import agi_ctx
+from calltracker.telephony import recording_links
+from calltracker.telephony.agi import AgiServer, CallerLookup
 from calltracker.telephony.ami import AmiListener
-from calltracker.telephony.calls import CallTracker
+from calltracker.telephony.calls import CallEnded, CallTracker
 from calltracker.telephony.leader import (
     LEADER_KEY,
     LeadingListener,
@@ -46,20 +70,25 @@ from calltracker.telephony.leader import (
     process_identity,
 )
 from calltracker.telephony.matching import Matcher
-from calltracker.telephony.recorder import TRANSIENT_ERRORS, CallRecorder
+from calltracker.telephony.recorder import TRANSIENT_ERRORS, CallChange, CallRecorder
 from calltracker.telephony.recordings import RecordingStore
 from calltracker.tracking.ratelimit import RateLimiter
 from calltracker.tracking.visits import VisitService
 from calltracker.tracking.writer import VisitWriter
 from calltracker.web.auth import auth_middleware
 from calltracker.web.errors import error_middleware
-from calltracker.web.metrics import metrics_ctx, metrics_middleware
-from calltracker.web.operator import setup_operator
+from calltracker.web.metrics import metrics_middleware, refresh_process_gauges
 from calltracker.web.routes import setup_routes
 from number_pool.memory import MemoryPool
 from number_pool.redis import RedisPool
 
 log = logging.getLogger(__name__)
+
+USER_AGENT = "calltracker/0.1"
+# Each worker writes its AMI gauges this often: a scrape reaches any one worker, and
+# reads the others' values from the files they last wrote.
+METRICS_REFRESH_SECONDS = 1.0
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +132,51 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     await pools.close()
 
 
+async def visits_ctx(app: web.Application) -> AsyncIterator[None]:
+    writer = VisitWriter(app[engine_key])
+    writer.start()
+    app[visits_key] = VisitService(
+        app[catalog_key],
+        app[pools_key],
+        writer,
+        app[sessionmaker_key],
+        on_visit=app[metrics_key].visit_started,
+    )
+    yield
+    await writer.close()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one outgoing HTTP session every adapter shares (connection pooling, one close)."""
+    # Adapters pass their own per-request timeouts; this total is only a backstop.
+    session = aiohttp.ClientSession(
+        headers={"User-Agent": USER_AGENT}, timeout=aiohttp.ClientTimeout(total=300)
+    )
+    app[http_key] = session
+    yield
+    await session.close()
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The delivery loops (integrations/outbox/), after the database and the HTTP session."""
+    settings = app.get(outbox_settings_key) or OutboxSettings()
+    if settings.workers > 1 and is_sqlite(app[engine_key]):
+        # SQLite has one writer; more loops would only queue on its lock.
+        log.warning("event=outbox_workers_capped requested=%s sqlite=1", settings.workers)
+        settings = replace(settings, workers=1)
+    ttl = timedelta(days=settings.recording_link_days)
+
+    def link(call: Call) -> str:
+        return recording_links.call_recording_url(app[settings_key], call, ttl=ttl, now=utcnow())
+
+    workers = OutboxWorkers(app[sessionmaker_key], app[http_key], settings, recording_link=link)
+    app[outbox_key] = workers
+    workers.start()
+    log.info("event=outbox_started workers=%s", settings.workers)
+    yield
+    await workers.stop()
+
+
 async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     matcher = Matcher(
@@ -112,9 +186,10 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = CallRecorder(
         app[sessionmaker_key], app[catalog_key], matcher, convert_recording=recordings.convert
     )
-    # Outbox rows are written inside each call's transaction; the workers wake after commit.
-    recorder.add_observer(outbox_observer(app))
-    recorder.add_observer(outbox_wakeup(app), after_commit=True)
+    # Outbox rows are written inside each call's transaction; the workers wake after commit,
+    # so they look now rather than at their next poll.
+    recorder.add_observer(enqueue_for_call)
+    recorder.add_observer(functools.partial(_wake_outbox, app), after_commit=True)
     app[recorder_key] = recorder
     if not settings.ami.enabled:
         log.info("event=ami_off reason=CALLTRACKER_AMI_HOST is not set")
@@ -146,18 +221,126 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def visits_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = VisitWriter(app[engine_key])
-    writer.start()
-    app[visits_key] = VisitService(
-        app[catalog_key],
-        app[pools_key],
-        writer,
-        app[sessionmaker_key],
-        on_visit=app[metrics_key].visit_started,
+async def _wake_outbox(app: web.Application, change: CallChange) -> None:
+    workers = app.get(outbox_key)
+    if workers is not None:
+        workers.wake()
+
+
+async def agi_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The FastAGI server, when CALLTRACKER_AGI_PORT is not off; a port in use is logged,
+    not fatal: the dialplan routes calls unchanged when AGI() cannot connect."""
+    settings = app[settings_key]
+    if settings.agi_port < 0:
+        log.info("event=agi_off")
+        yield
+        return
+    matcher = Matcher(
+        app[catalog_key], app[pools_key], app[sessionmaker_key], settings.grace_seconds
     )
+    lookup = CallerLookup(app[sessionmaker_key], app[catalog_key], matcher)
+    server = AgiServer(lookup, settings.agi_host, settings.agi_port)
+    try:
+        await server.start()
+    except OSError as err:
+        log.error(
+            "event=agi_listen_failed host=%s port=%s error=%s",
+            settings.agi_host,
+            settings.agi_port,
+            err,
+        )
+        yield
+        return
+    app[agi_key] = server
+    log.info("event=agi_listening host=%s port=%s", settings.agi_host, server.port)
+    try:
+        yield
+    finally:
+        await server.close()
+
+
+async def operator_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The consoles' hub, fed by the call recorder; with Redis it also hears the other
+    processes. After the telephony context, whose recorder feeds it."""
+    settings = app[settings_key]
+    hub = OperatorHub(
+        redis=app[redis_key] if settings.uses_redis else None,
+        prefix=settings.redis_prefix + "operator:",
+    )
+    maker = CardMaker(app[sessionmaker_key], app[catalog_key], hub)
+    recorder = app.get(recorder_key)
+    if recorder is not None:  # registered before any await, so no call fact slips past
+        recorder.add_observer(maker, after_commit=True)
+    app[operator_hub_key] = hub
+    app[card_maker_key] = maker
+    await hub.start()
+    leads = asyncio.create_task(maker.run_lead_refresh(), name="operator-lead-refresh")
     yield
-    await writer.close()
+    leads.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await leads
+    await hub.close()
+
+
+async def close_consoles(app: web.Application) -> None:
+    # Open websockets would hold the server's graceful shutdown for its whole timeout.
+    hub = app.get(operator_hub_key)
+    if hub is not None:
+        hub.disconnect_all()
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Count stored calls; keep this worker's gauges fresh for scrapes another worker answers."""
+    metrics = app[metrics_key]
+
+    async def count_call(change: CallChange) -> None:
+        if isinstance(change.fact, CallEnded):
+            metrics.calls.labels(change.call.status).inc()
+
+    app[recorder_key].add_observer(count_call, after_commit=True)
+
+    async def refresh() -> None:
+        refresh_process_gauges(app)
+
+    async with running_every(METRICS_REFRESH_SECONDS, refresh, "metrics-refresh"):
+        yield
+    # Gone, not frozen at the last value: a worker stopping leaves no leader behind.
+    metrics.set_ami(leader=False, connected=False, open_calls=0, facts_waiting=0)
+
+
+async def rollup_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep every site's finished days rolled up (reports/visit_rollup.py): at start, older
+    days first, and then every so often, in the background; reports are right, only slower,
+    until it is done."""
+    sessionmaker = app[sessionmaker_key]
+
+    async def roll_up() -> None:
+        rolled = await visit_rollup.roll_up_all(sessionmaker, datetime.now(UTC))
+        if rolled:
+            log.info("event=visit_days_rolled_up days=%d", rolled)
+
+    async with running_every(visit_rollup.INTERVAL_SECONDS, roll_up, "visit-rollup"):
+        yield
+
+
+def orphan_watch_ctx(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """For a worker process: stop when the parent dies (SIGKILL leaves no one to stop us,
+    nor to restart us)."""
+
+    async def watch_ctx(_app: web.Application) -> AsyncIterator[None]:
+        async def watch() -> None:
+            while os.getppid() == parent:
+                await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+            log.error("event=worker_orphaned parent=%d action=stop", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.create_task(watch(), name="orphan-watch")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return watch_ctx
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -171,16 +354,25 @@ def create_app(settings: Settings) -> web.Application:
     app[metrics_key] = Metrics(multiprocess_dir())
     app[visit_limiter_key] = RateLimiter(settings.visit_rate_per_minute)
     app[login_throttle_key] = LoginThrottle(settings.login_max_failures)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, pool_ctx, visits_ctx])
-    # Outgoing HTTP, then the outbox loops that use it (calltracker/integrations/outbox/).
-    app.cleanup_ctx.extend([http_ctx, outbox_ctx])
-    # Calls last: the AMI listener starts after what it feeds and stops before it.
-    app.cleanup_ctx.append(telephony_ctx)
-    # FastAGI caller-ID tags, and the operators' live cards fed by the recorder's observer.
-    app.cleanup_ctx.append(agi_ctx)
-    setup_operator(app)
-    app.cleanup_ctx.append(metrics_ctx)  # counts stored calls; per-worker gauges (web/metrics.py)
-    app.cleanup_ctx.append(rollup_ctx)  # finished days' visit counts for long reports
+    app.cleanup_ctx.extend(
+        [
+            db_ctx,
+            redis_ctx,
+            pool_ctx,
+            visits_ctx,
+            # Outgoing HTTP, then the outbox loops that use it.
+            http_ctx,
+            outbox_ctx,
+            # Calls: the AMI listener starts after what it feeds and stops before it.
+            telephony_ctx,
+            # FastAGI caller-ID tags, and the operators' live cards fed by the recorder.
+            agi_ctx,
+            operator_ctx,
+            metrics_ctx,  # counts stored calls; per-worker gauges
+            rollup_ctx,  # finished days' visit counts for long reports
+        ]
+    )
+    app.on_shutdown.append(close_consoles)
     setup_routes(app)
     # Pages: Jinja escapes every value, so visitor-sent UTM tags and referrers show as text.
     aiohttp_jinja2.setup(

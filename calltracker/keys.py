@@ -1,4 +1,4 @@
-"""Typed keys for everything the application holds."""
+"""Typed keys for everything the application and its requests hold (app.py fills them)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from calltracker.accounts.roles import Principal
+from calltracker.accounts.sessions import SessionInfo
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
@@ -15,7 +16,10 @@ from calltracker.db.engine import SessionMaker
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.metrics import Metrics
+from calltracker.operator.cards import CardMaker
+from calltracker.operator.hub import OperatorHub
 from calltracker.settings import Settings
+from calltracker.telephony.agi import AgiServer
 from calltracker.telephony.leader import LeadingListener
 from calltracker.telephony.recorder import CallRecorder
 from calltracker.tracking.ratelimit import RateLimiter
@@ -32,7 +36,9 @@ visits_key = web.AppKey("visits_key", VisitService)
 visit_limiter_key = web.AppKey("visit_limiter_key", RateLimiter)
 login_throttle_key = web.AppKey("login_throttle_key", LoginThrottle)
 token_verifier_key = web.AppKey("token_verifier_key", TokenVerifier)
+# Who the request acts as (web/auth.py), and its login session when it has one.
 principal_key = web.RequestKey("principal_key", Principal)
+current_session_key = web.RequestKey("current_session_key", SessionInfo)
 # Outgoing HTTP for every integration adapter, and the outbox delivery loops (integrations/outbox/).
 http_key = web.AppKey("http_key", aiohttp.ClientSession)
 outbox_settings_key = web.AppKey("outbox_settings_key", OutboxSettings)
@@ -41,5 +47,10 @@ outbox_key = web.AppKey("outbox_key", OutboxWorkers)
 recorder_key = web.AppKey("recorder_key", CallRecorder)
 # The AMI listener of this process's term as leader (telephony/leader.py), if AMI is configured.
 ami_key = web.AppKey("ami_key", LeadingListener)
+# The FastAGI server, unless CALLTRACKER_AGI_PORT is off or its port could not be bound.
+agi_key = web.AppKey("agi_key", AgiServer)
+# The operators' live cards (operator/): the hub the consoles subscribe to, and their maker.
+operator_hub_key = web.AppKey("operator_hub_key", OperatorHub)
+card_maker_key = web.AppKey("card_maker_key", CardMaker)
 # This process's Prometheus metrics (calltracker/metrics.py, served by web/metrics.py).
 metrics_key = web.AppKey("metrics_key", Metrics)

@@ -10,21 +10,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from calltracker import logs
 from calltracker.accounts import tokens, users
-from calltracker.app import create_app
 from calltracker.catalog import simulation as pool_simulation
 from calltracker.catalog import sites
 from calltracker.cli import calls as call_cli
 from calltracker.cli import integrations as integration_cli
-from calltracker.cli import workers
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.migrate import upgrade
 from calltracker.demo.sample import seed_demo
 from calltracker.errors import CalltrackerError
 from calltracker.settings import Settings, SettingsError
+from calltracker.web import server
 
 DEMO_SITE_KEY = "demo"
 DEMO_DEFAULT_NUMBER = "+74950000000"
@@ -55,10 +52,8 @@ async def with_session(
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
-    if args.worker_index is not None:  # started by the parent below (calltracker/workers.py)
-        return workers.run_worker(
-            settings, host, port, args.worker_index, lambda: create_app(settings), new_event_loop
-        )
+    if args.worker_index is not None:  # started by the parent (calltracker/web/server.py)
+        return server.run_worker(settings, host, port, args.worker_index)
     count = settings.workers if args.workers is None else args.workers
     if count < 1:
         raise CalltrackerError("--workers must be 1 or more")
@@ -69,30 +64,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not args.no_migrate:
         asyncio.run(upgrade(settings.database_url))  # once, before any worker starts
-    if count > 1:
-        return workers.serve_workers(settings, host, port, count)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=None,
-        print=_print_listen,
-        loop=new_event_loop(),
-    )
-    return 0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed: it roughly doubles what one process serves."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def _print_listen(message: str) -> None:
-    print(message.replace("Running on", "calltracker running on"), flush=True)
+    return server.serve(settings, host, port, count)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,11 +11,10 @@ fifth as many.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
 from sqlalchemy import Date, String, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +22,6 @@ from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Site, Visit
 from calltracker.db.report_models import VisitDay, VisitDayDone
 from calltracker.db.upsert import insert_for
-from calltracker.keys import sessionmaker_key
-from calltracker.periodic import running_every
 from calltracker.reports.days import as_date, local_midnight
 from calltracker.reports.model import LEVELS
 
@@ -136,20 +133,6 @@ async def forget_site(session: AsyncSession, site_id: int) -> None:
     """Drop a site's rolled-up days, after visits were added to days already over (demo data)."""
     await session.execute(delete(VisitDay).where(VisitDay.site_id == site_id))
     await session.execute(delete(VisitDayDone).where(VisitDayDone.site_id == site_id))
-
-
-async def rollup_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Keep every site's finished days rolled up: at start (older days first) and then every
-    INTERVAL_SECONDS, in the background; reports are right, only slower, until it is done."""
-    sessionmaker = app[sessionmaker_key]
-
-    async def roll_up() -> None:
-        rolled = await roll_up_all(sessionmaker, datetime.now(UTC))
-        if rolled:
-            log.info("event=visit_days_rolled_up days=%d", rolled)
-
-    async with running_every(INTERVAL_SECONDS, roll_up, "visit-rollup"):
-        yield
 
 
 def _chunks(items: list[date], size: int) -> Iterable[list[date]]:

@@ -25,15 +25,13 @@ import re
 import string
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
 from sqlalchemy import select
 
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Call
-from calltracker.keys import catalog_key, pools_key, sessionmaker_key, settings_key
 from calltracker.telephony.matching import CatalogSource, Matcher
 
 log = logging.getLogger(__name__)
@@ -272,7 +270,7 @@ class AgiServer:
         return len(self._pending)
 
     async def start(self) -> None:
-        # SO_REUSEPORT, as for HTTP (workers.py): every worker of `serve --workers N` listens
+        # SO_REUSEPORT, as for HTTP (web/server.py): every worker of `serve --workers N` listens
         # on the one AGI port and the kernel spreads the calls among them.
         self._server = await asyncio.start_server(
             self._accept, self._host, self._port, reuse_port=self._port != 0
@@ -428,39 +426,3 @@ def _reply(code: int, rest: str) -> Reply:
         if tail.startswith("(") and ")" in tail:
             value = tail[1 : tail.rindex(")")]
     return Reply(code, result, value)
-
-
-# Here rather than in keys.py, which this module imports.
-agi_key = web.AppKey("agi_key", AgiServer)
-
-
-async def agi_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The FastAGI server, when CALLTRACKER_AGI_PORT is not off; a port in use is logged,
-    not fatal: the dialplan routes calls unchanged when AGI() cannot connect."""
-    settings = app[settings_key]
-    if settings.agi_port < 0:
-        log.info("event=agi_off")
-        yield
-        return
-    matcher = Matcher(
-        app[catalog_key], app[pools_key], app[sessionmaker_key], settings.grace_seconds
-    )
-    lookup = CallerLookup(app[sessionmaker_key], app[catalog_key], matcher)
-    server = AgiServer(lookup, settings.agi_host, settings.agi_port)
-    try:
-        await server.start()
-    except OSError as err:
-        log.error(
-            "event=agi_listen_failed host=%s port=%s error=%s",
-            settings.agi_host,
-            settings.agi_port,
-            err,
-        )
-        yield
-        return
-    app[agi_key] = server
-    log.info("event=agi_listening host=%s port=%s", settings.agi_host, server.port)
-    try:
-        yield
-    finally:
-        await server.close()

@@ -1,24 +1,16 @@
-"""Signed, expiring links to call recordings for CRMs, and the public handler that serves them."""
+"""Signed, expiring links to call recordings for CRMs (served by web/recordings.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import math
-import time
 from datetime import datetime, timedelta
-from pathlib import Path
-
-from aiohttp import web
 
 from calltracker.db.models import Call
-from calltracker.errors import Forbidden, NotFound
-from calltracker.keys import sessionmaker_key, settings_key
+from calltracker.errors import Forbidden
 from calltracker.settings import Secret, Settings
-from calltracker.web.auth import public
 
-ROUTE = r"/recordings/{call:\d+}.mp3"
-AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg"}
 # Links are checked at least this long after they are made, even for old calls.
 MIN_VALIDITY = timedelta(days=1)
 
@@ -70,39 +62,3 @@ def check(secret_key: Secret, call_id: int, expires: str, sig: str, now: float) 
         raise Forbidden("invalid recording link", code="invalid_link")
     if int(expires) < now:
         raise Forbidden("this recording link has expired", code="link_expired")
-
-
-def recording_path(recordings_dir: Path, call: Call) -> Path:
-    """The call's audio file, which must lie inside recordings_dir (no ../ escapes)."""
-    root = recordings_dir.resolve()
-    path = (root / call.recording).resolve()
-    if not call.recording or not path.is_relative_to(root) or path.suffix not in AUDIO_TYPES:
-        raise NotFound(f"call {call.id} has no recording", code="no_recording")
-    if not path.is_file():
-        raise NotFound(f"the recording of call {call.id} is missing", code="no_recording")
-    return path
-
-
-@public  # the signature is the credential: CRMs fetch this without logging in
-async def serve_recording(request: web.Request) -> web.FileResponse:
-    settings = request.app[settings_key]
-    call_id = int(request.match_info["call"])
-    check(
-        settings.secret_key,
-        call_id,
-        request.query.get("expires", ""),
-        request.query.get("sig", ""),
-        time.time(),
-    )
-    async with request.app[sessionmaker_key]() as session:
-        call = await session.get(Call, call_id)
-    if call is None:
-        raise NotFound(f"unknown call {call_id}", code="unknown_call")
-    path = recording_path(settings.recordings_dir, call)
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": AUDIO_TYPES[path.suffix],
-            "Cache-Control": "private, max-age=3600",
-        },
-    )

@@ -6,11 +6,12 @@ from aiohttp import web
 
 from calltracker.accounts import users
 from calltracker.accounts.roles import Role
+from calltracker.accounts.sessions import SessionInfo
 from calltracker.errors import CalltrackerError, Invalid
 from calltracker.keys import sessionmaker_key, token_verifier_key
 from calltracker.web import pages
 from calltracker.web.auth import roles
-from calltracker.web.sessions import SessionInfo, current_session
+from calltracker.web.sessions import current_session
 
 ROLES = [r.value for r in Role]
 

@@ -13,8 +13,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from calltracker.accounts import sessions as stored_sessions
 from calltracker.accounts.roles import Principal, Role
-from calltracker.keys import principal_key, sessionmaker_key, token_verifier_key
+from calltracker.keys import (
+    current_session_key,
+    principal_key,
+    sessionmaker_key,
+    token_verifier_key,
+)
 from calltracker.web import csrf, pages, sessions
 from calltracker.web.errors import Unauthorized, error_response
 
@@ -62,11 +68,11 @@ async def _from_bearer(request: web.Request, header: str) -> Principal:
 
 async def _from_session(request: web.Request, raw: str) -> Principal | None:
     async with request.app[sessionmaker_key].begin() as session:
-        info = await sessions.load_session(session, raw)
+        info = await stored_sessions.load_session(session, raw)
     if info is None:
         return None
     await csrf.check(request, info.csrf_token)
-    request[sessions.current_session_key] = info
+    request[current_session_key] = info
     return Principal(name=info.username, role=info.role)
 
 

@@ -11,7 +11,7 @@ from multidict import MultiMapping
 from calltracker.accounts.roles import Role
 from calltracker.catalog import sites
 from calltracker.errors import Invalid
-from calltracker.keys import sessionmaker_key, settings_key
+from calltracker.keys import sessionmaker_key
 from calltracker.telephony import call_log
 from calltracker.telephony.call_log import CallFilter
 from calltracker.web import pages
@@ -116,18 +116,3 @@ async def calls_page(request: web.Request) -> web.Response:
         "query_for": query_for,
     }
     return pages.render(request, "calls.html", context)
-
-
-@roles(Role.MARKETER, Role.OPERATOR)
-async def call_recording(request: web.Request) -> web.FileResponse:
-    """The call's audio; FileResponse answers Range requests, so the player can seek."""
-    async with request.app[sessionmaker_key]() as session:
-        view = await call_log.get_call(session, int(request.match_info["call"]))
-    path = call_log.recording_file(request.app[settings_key].recordings_dir, view.call)
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": call_log.AUDIO_TYPES[path.suffix.lower()],
-            "Cache-Control": "private, max-age=3600",
-        },
-    )

@@ -12,6 +12,7 @@ from calltracker.web import (
     login,
     openapi,
     operator,
+    recordings,
 )
 
 ID = r"{%s:\d+}"
@@ -67,7 +68,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/me/password", admin_api.change_my_password)
     r.add_get("/api/v1/calls", admin_api.list_calls)
     r.add_get(f"/api/v1/calls/{ID % 'call'}", admin_api.get_call)
-    r.add_get(f"/api/v1/calls/{ID % 'call'}/recording", calls_page.call_recording)
+    r.add_get(f"/api/v1/calls/{ID % 'call'}/recording", recordings.call_recording)
+    # Public, signed: the recording links the outbox sends to CRMs.
+    r.add_get(recordings.SIGNED_ROUTE, recordings.signed_recording)
     # JSON API: admin.
     r.add_patch("/api/v1/sites/{site}", admin_api.update_site)
     r.add_get("/api/v1/pools", admin_api.list_pools)

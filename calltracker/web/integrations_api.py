@@ -14,7 +14,6 @@ from calltracker.integrations import config
 from calltracker.integrations.outbox import store
 from calltracker.integrations.outbox.policy import STATES
 from calltracker.keys import outbox_key, sessionmaker_key
-from calltracker.telephony import recording_links
 from calltracker.web.catalog_api import field, json_body
 
 ID = r"{integration:\d+}"
@@ -29,8 +28,6 @@ def add_routes(app: web.Application) -> None:
     r.add_delete(f"/api/v1/integrations/{ID}", delete_integration)
     r.add_get(f"/api/v1/integrations/{ID}/outbox", list_outbox)
     r.add_post(f"/api/v1/integrations/{ID}/retry", retry_outbox)
-    # Public, signed: the recording links the outbox sends to CRMs.
-    r.add_get(recording_links.ROUTE, recording_links.serve_recording)
 
 
 def row_json(row: OutboxRow) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from calltracker.accounts import sessions as stored_sessions
 from calltracker.accounts import users
 from calltracker.accounts.roles import Role
 from calltracker.keys import login_throttle_key, principal_key, sessionmaker_key
@@ -79,7 +80,7 @@ async def login(request: web.Request) -> web.Response:
         user = await users.authenticate(
             session, username, password if isinstance(password, str) else ""
         )
-        raw = await sessions.start_session(session, user) if user is not None else None
+        raw = await stored_sessions.start_session(session, user) if user is not None else None
     if raw is None:
         throttle.failed(username, address)
         log.info("event=login_failed username=%r address=%s", username, address)
@@ -90,7 +91,7 @@ async def login(request: web.Request) -> web.Response:
     old = request.cookies.get(sessions.COOKIE)
     if old:
         async with request.app[sessionmaker_key].begin() as session:
-            await sessions.end_session(session, old)
+            await stored_sessions.end_session(session, old)
     response = web.HTTPSeeOther(safe_next(pages.form_text(form, "next", "/")))
     sessions.set_session_cookie(request, response, raw)
     raise response
@@ -101,7 +102,7 @@ async def logout(request: web.Request) -> web.Response:
     raw = request.cookies.get(sessions.COOKIE)
     if raw:
         async with request.app[sessionmaker_key].begin() as session:
-            await sessions.end_session(session, raw)
+            await stored_sessions.end_session(session, raw)
     response = web.HTTPSeeOther("/login")
     sessions.clear_session_cookie(response)
     raise response

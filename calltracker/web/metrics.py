@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,12 +16,8 @@ from calltracker.keys import (
     catalog_key,
     metrics_key,
     pools_key,
-    recorder_key,
 )
 from calltracker.metrics import PoolFigures, Scraped
-from calltracker.periodic import running_every
-from calltracker.telephony.calls import CallEnded
-from calltracker.telephony.recorder import CallChange
 from calltracker.web import health
 from number_pool import PoolError
 
@@ -76,25 +71,6 @@ def refresh_process_gauges(app: web.Application) -> None:
         open_calls=figures.get("open_calls", 0),
         facts_waiting=figures.get("facts_waiting", 0),
     )
-
-
-async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Count stored calls; keep this worker's gauges fresh for scrapes another worker answers."""
-    metrics = app[metrics_key]
-
-    async def count_call(change: CallChange) -> None:
-        if isinstance(change.fact, CallEnded):
-            metrics.calls.labels(change.call.status).inc()
-
-    app[recorder_key].add_observer(count_call, after_commit=True)
-
-    async def refresh() -> None:
-        refresh_process_gauges(app)
-
-    async with running_every(REFRESH_SECONDS, refresh, "metrics-refresh"):
-        yield
-    # Gone, not frozen at the last value: a worker stopping leaves no leader behind.
-    metrics.set_ami(leader=False, connected=False, open_calls=0, facts_waiting=0)
 
 
 async def pool_figures(app: web.Application) -> list[PoolFigures]:

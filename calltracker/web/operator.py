@@ -10,34 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from calltracker.accounts import sessions as stored_sessions
 from calltracker.accounts.roles import Role
-from calltracker.keys import (
-    catalog_key,
-    recorder_key,
-    redis_key,
-    sessionmaker_key,
-    settings_key,
-)
-from calltracker.operator.cards import CardMaker
-from calltracker.operator.hub import OperatorHub, Subscription, parse_extensions
+from calltracker.accounts.sessions import SessionInfo
+from calltracker.keys import operator_hub_key, sessionmaker_key, settings_key
+from calltracker.operator.hub import Subscription, parse_extensions
 from calltracker.telephony import call_log
 from calltracker.telephony.call_log import CallFilter
 from calltracker.web import pages, sessions
 from calltracker.web.auth import roles
 from calltracker.web.errors import error_response
-from calltracker.web.sessions import SessionInfo, current_session
+from calltracker.web.sessions import current_session
 
 log = logging.getLogger(__name__)
-
-operator_hub_key = web.AppKey("operator_hub_key", OperatorHub)
-card_maker_key = web.AppKey("card_maker_key", CardMaker)
 
 CLOSE_RECONNECT = 4001
 CLOSE_LOGGED_OUT = 4401
@@ -162,47 +153,12 @@ async def _recheck(request: web.Request, info: SessionInfo) -> int | None:
     """A close code if the console must go (logged out) or start over (new extensions)."""
     raw = request.cookies.get(sessions.COOKIE, "")
     async with request.app[sessionmaker_key].begin() as session:
-        now = await sessions.load_session(session, raw) if raw else None
+        now = await stored_sessions.load_session(session, raw) if raw else None
     if now is None or now.id_hash != info.id_hash:
         return CLOSE_LOGGED_OUT
     if parse_extensions(now.extension) != parse_extensions(info.extension):
         return CLOSE_RECONNECT
     return None
-
-
-async def operator_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The hub, fed by the call recorder; with Redis it also hears the other processes."""
-    settings = app[settings_key]
-    hub = OperatorHub(
-        redis=app[redis_key] if settings.uses_redis else None,
-        prefix=settings.redis_prefix + "operator:",
-    )
-    maker = CardMaker(app[sessionmaker_key], app[catalog_key], hub)
-    recorder = app.get(recorder_key)
-    if recorder is not None:  # registered before any await, so no call fact slips past
-        recorder.add_observer(maker, after_commit=True)
-    app[operator_hub_key] = hub
-    app[card_maker_key] = maker
-    await hub.start()
-    leads = asyncio.create_task(maker.run_lead_refresh(), name="operator-lead-refresh")
-    yield
-    leads.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await leads
-    await hub.close()
-
-
-async def _close_consoles(app: web.Application) -> None:
-    # Open websockets would hold the server's graceful shutdown for its whole timeout.
-    hub = app.get(operator_hub_key)
-    if hub is not None:
-        hub.disconnect_all()
-
-
-def setup_operator(app: web.Application) -> None:
-    """Wire the console's hub; call after the telephony context, whose recorder feeds it."""
-    app.cleanup_ctx.append(operator_ctx)
-    app.on_shutdown.append(_close_consoles)
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,10 +17,10 @@ from sqlalchemy.util import await_
 
 from calltracker.app import create_app
 from calltracker.db.models import Call
-from calltracker.keys import engine_key, sessionmaker_key
+from calltracker.keys import agi_key, engine_key, sessionmaker_key
 from calltracker.settings import Settings
 from calltracker.telephony import agi
-from calltracker.telephony.agi import AgiRequest, CallerTag, agi_key, agi_text, commands_for
+from calltracker.telephony.agi import AgiRequest, CallerTag, agi_text, commands_for
 from tests.admin.conftest import embedded_only
 from tests.conftest import with_settings
 from tests.operator.conftest import CALLER, DIALLED, Client, FakeCall, make_visit, seed_site

@@ -21,9 +21,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from calltracker.db.models import Call
-from calltracker.keys import ami_key, sessionmaker_key
+from calltracker.keys import ami_key, operator_hub_key, sessionmaker_key
 from calltracker.settings import AmiSettings, Secret, Settings
-from calltracker.web.operator import operator_hub_key
 from tests.admin.conftest import PASSWORD
 from tests.admin.live import LiveServer, chromium, live_server
 from tests.operator.conftest import (

@@ -14,10 +14,9 @@ from calltracker.app import create_app
 from calltracker.db.auth_models import User
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.db.models import Call
-from calltracker.keys import sessionmaker_key
+from calltracker.keys import card_maker_key, operator_hub_key, sessionmaker_key
 from calltracker.settings import Settings
 from calltracker.web import operator
-from calltracker.web.operator import card_maker_key, operator_hub_key
 from tests.admin.conftest import csrf_of, embedded_only, login
 from tests.operator.conftest import (
     LANDING,

@@ -1,4 +1,5 @@
-"""`calltracker serve --workers N`: N worker processes on one port, dead ones restarted.
+"""`calltracker serve`: the app in this process, or N worker processes on one port, dead ones
+restarted (--workers N).
 
 The parent migrates the database, checks that the port can be bound, and starts each
 worker as a fresh `python -m calltracker serve` that binds the port with SO_REUSEPORT.
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -36,6 +37,7 @@ from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
 from calltracker import logs
+from calltracker.app import create_app, orphan_watch_ctx
 from calltracker.metrics import MULTIPROC_ENV
 from calltracker.settings import Settings
 
@@ -49,7 +51,6 @@ RESTART_MIN = 0.5
 RESTART_MAX = 30.0
 # Workers finish the requests they are serving (and the AMI leader hands over) in this long.
 SHUTDOWN_GRACE = 25.0
-ORPHAN_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -186,18 +187,39 @@ def serve_workers(settings: Settings, host: str, port: int, count: int) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def run_worker(
-    settings: Settings,
-    host: str,
-    port: int,
-    index: int,
-    make_app: Callable[[], web.Application],
-    make_loop: Callable[[], asyncio.AbstractEventLoop],
-) -> int:
+def serve(settings: Settings, host: str, port: int, count: int) -> int:
+    """Serve host:port in this process, or in `count` worker processes, until a signal."""
+    if count > 1:
+        return serve_workers(settings, host, port, count)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=_print_listen,
+        loop=new_event_loop(),
+    )
+    return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed: it roughly doubles what one process serves."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _print_listen(message: str) -> None:
+    print(message.replace("Running on", "calltracker running on"), flush=True)
+
+
+def run_worker(settings: Settings, host: str, port: int, index: int) -> int:
     """One worker: serve host:port beside its siblings until SIGTERM, or the parent is gone."""
     logs.configure(settings.log_level, settings.log_format, worker=index)
-    app = make_app()
-    app.cleanup_ctx.append(_orphan_watch(os.getppid()))
+    app = create_app(settings)
+    app.cleanup_ctx.append(orphan_watch_ctx(os.getppid()))
     web.run_app(
         app,
         host=host,
@@ -205,26 +227,7 @@ def run_worker(
         reuse_port=True,
         access_log=None,
         print=None,
-        loop=make_loop(),
+        loop=new_event_loop(),
         shutdown_timeout=SHUTDOWN_GRACE - 5,  # within the parent's patience
     )
     return 0
-
-
-def _orphan_watch(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Stop when the parent dies (SIGKILL leaves no one to stop us, nor to restart us)."""
-
-    async def watch_ctx(_app: web.Application) -> AsyncIterator[None]:
-        async def watch() -> None:
-            while os.getppid() == parent:
-                await asyncio.sleep(ORPHAN_CHECK_SECONDS)
-            log.error("event=worker_orphaned parent=%d action=stop", parent)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        task = asyncio.create_task(watch(), name="orphan-watch")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return watch_ctx
