@@ -1,0 +1,5 @@
+"""A domain module that breaks the rule: read by test_architecture.py, never imported."""
+
+from aiohttp import web
+
+HANDLER = web.Response
