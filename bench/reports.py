@@ -31,9 +31,10 @@ import asyncpg
 from sqlalchemy import Boolean, Column, Integer
 from sqlalchemy.types import JSON
 
+from calltracker.db.base import Base
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.migrate import upgrade
-from calltracker.db.models import Base, Site
+from calltracker.db.models import Site
 from calltracker.reports import visit_rollup
 from calltracker.reports.query import ReportParams, run_report
 

@@ -26,9 +26,10 @@ from redis.asyncio import Redis
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
+from calltracker.clock import utcnow
 from calltracker.db.engine import create_engine, create_sessionmaker, is_sqlite
 from calltracker.db.lease_journal import SqlLeaseJournal
-from calltracker.db.models import Call, utcnow
+from calltracker.db.models import Call
 from calltracker.integrations.outbox.enqueue import enqueue_for_call
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers

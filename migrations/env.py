@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from calltracker.db.base import Base
 from calltracker.db.engine import create_engine
-from calltracker.db.models import Base
 from calltracker.settings import Settings
 
 config = context.config

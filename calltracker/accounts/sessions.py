@@ -14,8 +14,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.accounts.roles import Role
+from calltracker.clock import utcnow
 from calltracker.db.auth_models import User, UserSession
-from calltracker.db.models import utcnow
 
 IDLE_TIMEOUT = timedelta(hours=12)
 MAX_AGE = timedelta(days=7)

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.accounts.roles import Principal, Role, parse_role
+from calltracker.clock import utcnow
 from calltracker.db.engine import SessionMaker
-from calltracker.db.models import ApiToken, utcnow
+from calltracker.db.models import ApiToken
 from calltracker.errors import Invalid
 
 TOKEN_PREFIX = "ct_"

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.accounts import tokens
 from calltracker.accounts.roles import parse_role
+from calltracker.clock import utcnow
 from calltracker.db.auth_models import User, UserSession
-from calltracker.db.models import ApiToken, utcnow
+from calltracker.db.models import ApiToken
 from calltracker.errors import Conflict, Invalid, NotFound
 
 # scrypt cost: 16 MiB and ~50 ms per hash; the parameters are stored in each hash, so they

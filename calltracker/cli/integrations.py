@@ -12,12 +12,13 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.catalog import sites
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.db.models import utcnow
 from calltracker.errors import Invalid
 from calltracker.integrations import config
-from calltracker.integrations.base import KINDS
+from calltracker.integrations.base import STAGES
 from calltracker.integrations.outbox import store
+from calltracker.integrations.registry import KINDS
 from calltracker.settings import Settings
 
 
@@ -48,7 +49,7 @@ def add_parser(sub: Any, with_session: WithSession) -> None:
 
     p = actions.add_parser("add", help="push a site's calls to a CRM, analytics or a webhook")
     p.add_argument("site", help="site key or id")
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=tuple(KINDS))
     p.add_argument("--name", required=True)
     p.add_argument(
         "--config-json",
@@ -57,7 +58,7 @@ def add_parser(sub: Any, with_session: WithSession) -> None:
         "out of the shell history)",
     )
     p.add_argument("--trigger", choices=config.TRIGGERS, default="every")
-    p.add_argument("--stage", choices=config.STAGES, default="hangup")
+    p.add_argument("--stage", choices=STAGES, default="hangup")
     p.add_argument("--disabled", action="store_true", help="add it switched off")
     p.set_defaults(func=run(cmd_add))
 

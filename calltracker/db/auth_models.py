@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from calltracker.db.models import Base, utcnow
+from calltracker.clock import utcnow
+from calltracker.db.base import Base
 
 
 class User(Base):

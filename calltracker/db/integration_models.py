@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from calltracker.db.models import Base, utcnow
+from calltracker.clock import utcnow
+from calltracker.db.base import Base
 
 
 class Integration(Base):
@@ -19,7 +20,7 @@ class Integration(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # one of integrations.base.KINDS
+    kind: Mapped[str] = mapped_column(String(20))  # one of integrations.registry.KINDS
     name: Mapped[str] = mapped_column(String(200))
     # The adapter's config, secrets included as given: the database is trusted, but the API,
     # the CLI and the logs only ever show which secret fields are set.

@@ -2,62 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-# Stable constraint names so Alembic autogenerate and SQLite batch mode agree across runs.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; store UTC-aware datetimes only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+from calltracker.clock import utcnow
+from calltracker.db.base import Base
 
 
 class Site(Base):
@@ -252,7 +212,6 @@ class ApiToken(Base):
 
 __all__ = [
     "ApiToken",
-    "Base",
     "Call",
     "LeaseRow",
     "Pool",
@@ -262,14 +221,4 @@ __all__ = [
     "Visit",
     "VisitEvent",
     "Visitor",
-    "utcnow",
 ]
-
-# Users and login sessions, for the admin console (web/auth.py, web/sessions.py).
-from calltracker.db import auth_models as _auth_models  # noqa: E402, F401
-
-# Integrations and their outbox, for CRM and analytics pushes (integrations/outbox/).
-from calltracker.db import integration_models as _integration_models  # noqa: E402, F401
-
-# Report tables register on Base.metadata too, for Alembic and create_all.
-from calltracker.db import report_models as _report_models  # noqa: E402, F401

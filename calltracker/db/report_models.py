@@ -7,7 +7,9 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from calltracker.db.models import Base, Call, Visit, utcnow
+from calltracker.clock import utcnow
+from calltracker.db.base import Base
+from calltracker.db.models import Call, Visit
 
 
 class AdSpend(Base):

@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from calltracker.integrations.base import (
     ConfigReader,
     ConfiguredAdapter,
     DeliveryResult,
     HttpReply,
     LeadCall,
-    RateLimiter,
     http_error,
     last_digits,
     parse_retry_after,
@@ -177,16 +174,9 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
 
     kind = KIND
 
-    def __init__(
-        self,
-        config: AmoCrmConfig,
-        session: aiohttp.ClientSession,
-        *,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        super().__init__(config, session, limiter=limiter)
+    def _prepare(self) -> None:
         self._tracking_codes: frozenset[str] | None = None
-        self._host = urlsplit(config.base_url).hostname or "?"
+        self._host = urlsplit(self.config.base_url).hostname or "?"
 
     def __repr__(self) -> str:
         return f"AmoCrmAdapter(host={self._host!r})"

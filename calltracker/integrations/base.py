@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_c
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from calltracker.clock import utcnow
 from calltracker.integrations.errors import (
     AuthError,
     ConfigError,
@@ -30,7 +31,7 @@ Stage = Literal["ring", "hangup"]
 CallStatus = Literal["answered", "missed", "busy", "failed"]
 Attribution = Literal["exact", "probable", "ambiguous", "static", "default", "none"]
 
-STAGES: frozenset[str] = frozenset(get_args(Stage))
+STAGES: tuple[str, ...] = get_args(Stage)  # in the order a call goes through them
 CALL_STATUSES: frozenset[str] = frozenset(get_args(CallStatus))
 ATTRIBUTIONS: frozenset[str] = frozenset(get_args(Attribution))
 
@@ -38,10 +39,6 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 # Fixed so that a call with no stored UUID still maps to the same external id on every retry.
 _CALL_NAMESPACE = uuid.UUID("6f1d7c0e-9a53-4c47-9d0e-2b8f0c1a7e55")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _require_aware(name: str, value: datetime | None) -> None:
@@ -138,7 +135,7 @@ class BatchResult:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """Sends one call to one remote system; built from stored config by ``build_adapter``."""
+    """Sends one call to one remote system; built from stored config by ``registry.build_adapter``."""
 
     @property
     def kind(self) -> str: ...
@@ -195,6 +192,9 @@ class RateLimiter:
         self._next = max(self._next, self._clock() + seconds)
 
 
+TokenSaver = Callable[[Secret, Secret], Awaitable[None]]
+
+
 class AdapterConfig(Protocol):
     """What every adapter's config declares."""
 
@@ -217,11 +217,20 @@ class ConfiguredAdapter(Generic[ConfigT]):
         session: aiohttp.ClientSession,
         *,
         limiter: RateLimiter | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_tokens_refreshed: TokenSaver | None = None,
     ) -> None:
         self.config = config
         self._session = session
         # One limiter per integration: a remote counts all our requests in one bucket.
         self._limiter = limiter or RateLimiter(config.rate_limit)
+        self._clock = clock
+        # Adapters whose remote hands out new OAuth tokens keep them through this.
+        self._on_tokens_refreshed = on_tokens_refreshed
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Set up what an adapter derives from its config; called once by __init__."""
 
     @property
     def rate_limit(self) -> float:
@@ -466,37 +475,3 @@ class ConfigReader:
         unknown = sorted(set(self._raw) - self._seen)
         if unknown:
             raise ConfigError(f"{self.kind}: unknown field(s) {', '.join(map(str, unknown))}")
-
-
-TokenSaver = Callable[[Secret, Secret], Awaitable[None]]
-
-KINDS = ("bitrix24", "amocrm", "webhook", "ga4", "metrica")
-
-
-def build_adapter(
-    kind: str,
-    raw: Mapping[str, Any],
-    session: aiohttp.ClientSession,
-    *,
-    clock: Callable[[], datetime] = utcnow,
-    on_tokens_refreshed: TokenSaver | None = None,
-) -> Adapter:
-    """Build the adapter for one stored integration (``kind`` is one of ``KINDS``)."""
-    # Imported here because every adapter module imports this one.
-    from calltracker.integrations import amocrm, bitrix24, ga4, metrica, webhook
-
-    if kind == "bitrix24":
-        return bitrix24.Bitrix24Adapter(
-            bitrix24.Bitrix24Config.from_config(raw),
-            session,
-            on_tokens_refreshed=on_tokens_refreshed,
-        )
-    if kind == "amocrm":
-        return amocrm.AmoCrmAdapter(amocrm.AmoCrmConfig.from_config(raw), session)
-    if kind == "webhook":
-        return webhook.WebhookAdapter(webhook.WebhookConfig.from_config(raw), session, clock=clock)
-    if kind == "ga4":
-        return ga4.Ga4Adapter(ga4.Ga4Config.from_config(raw), session, clock=clock)
-    if kind == "metrica":
-        return metrica.MetricaAdapter(metrica.MetricaConfig.from_config(raw), session, clock=clock)
-    raise ConfigError(f"unknown integration kind {kind!r}")

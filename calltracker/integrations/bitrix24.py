@@ -9,16 +9,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from calltracker.integrations.base import (
     ConfigReader,
     ConfiguredAdapter,
     DeliveryResult,
     HttpReply,
     LeadCall,
-    RateLimiter,
-    TokenSaver,
     http_error,
     iso_utc,
     send,
@@ -184,20 +180,11 @@ class Bitrix24Adapter(ConfiguredAdapter[Bitrix24Config]):
 
     kind = KIND
 
-    def __init__(
-        self,
-        config: Bitrix24Config,
-        session: aiohttp.ClientSession,
-        *,
-        limiter: RateLimiter | None = None,
-        on_tokens_refreshed: TokenSaver | None = None,
-    ) -> None:
-        super().__init__(config, session, limiter=limiter)
-        self._on_tokens_refreshed = on_tokens_refreshed
-        self._access_token = config.app.access_token if config.app else Secret("")
-        self._refresh_token = config.app.refresh_token if config.app else Secret("")
+    def _prepare(self) -> None:
+        self._access_token = self.config.app.access_token if self.config.app else Secret("")
+        self._refresh_token = self.config.app.refresh_token if self.config.app else Secret("")
         self._telephony_refused = False
-        self._host = urlsplit(config.webhook_url.reveal()).hostname or "?"
+        self._host = urlsplit(self.config.webhook_url.reveal()).hostname or "?"
 
     def __repr__(self) -> str:
         return f"Bitrix24Adapter(host={self._host!r})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import is_dataclass
 from datetime import datetime
 from typing import Any
@@ -11,25 +11,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration
-from calltracker.db.models import utcnow
 from calltracker.errors import Conflict, Invalid, NotFound
-from calltracker.integrations import amocrm, bitrix24, ga4, metrica, webhook
-from calltracker.integrations.base import KINDS
+from calltracker.integrations import registry
+from calltracker.integrations.base import STAGES
 from calltracker.integrations.errors import ConfigError
 from calltracker.integrations.outbox import store
 from calltracker.settings import Secret
 
 TRIGGERS = ("every", "unique", "target")
-STAGES = ("ring", "hangup")
-
-PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "bitrix24": bitrix24.Bitrix24Config.from_config,
-    "amocrm": amocrm.AmoCrmConfig.from_config,
-    "webhook": webhook.WebhookConfig.from_config,
-    "ga4": ga4.Ga4Config.from_config,
-    "metrica": metrica.MetricaConfig.from_config,
-}
 # A field the parser does not type as Secret is still hidden if its name says it is one.
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 
@@ -40,12 +31,12 @@ class UnknownIntegration(NotFound):
 
 def parse_config(kind: str, raw: Any) -> Any:
     """The adapter's typed config; Invalid names the bad field (never a secret's value)."""
-    if kind not in PARSERS:
-        raise Invalid(f"kind must be one of {', '.join(KINDS)}", code="invalid_kind")
+    if kind not in registry.KINDS:
+        raise Invalid(f"kind must be one of {', '.join(registry.KINDS)}", code="invalid_kind")
     if not isinstance(raw, Mapping):
         raise Invalid("config must be a JSON object", code="invalid_config")
     try:
-        return PARSERS[kind](raw)
+        return registry.parse_config(kind, raw)
     except ConfigError as err:
         raise Invalid(f"config: {err}", code="invalid_config") from None
 
@@ -91,7 +82,7 @@ def _without(raw: Mapping[str, Any], hidden: set[str], prefix: str = "") -> dict
 def masked_config(kind: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(the config without its secrets, the secret fields that are set)."""
     try:
-        parsed = PARSERS[kind](raw) if kind in PARSERS else None
+        parsed = registry.parse_config(kind, raw) if kind in registry.KINDS else None
     except ConfigError:
         parsed = None
     secrets = {path for path, secret in _paths(raw, parsed) if secret}

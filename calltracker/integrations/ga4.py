@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-
-import aiohttp
 
 from calltracker.integrations.base import (
     ConfigReader,
@@ -18,10 +16,8 @@ from calltracker.integrations.base import (
     DeliveryResult,
     HttpReply,
     LeadCall,
-    RateLimiter,
     http_error,
     send,
-    utcnow,
 )
 from calltracker.integrations.errors import PermanentError, TemporaryError
 from calltracker.settings import Secret
@@ -140,17 +136,6 @@ class Ga4Adapter(ConfiguredAdapter[Ga4Config]):
     """Sends finished calls to one GA4 stream."""
 
     kind = KIND
-
-    def __init__(
-        self,
-        config: Ga4Config,
-        session: aiohttp.ClientSession,
-        *,
-        limiter: RateLimiter | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(config, session, limiter=limiter)
-        self._clock = clock
 
     def __repr__(self) -> str:
         return f"Ga4Adapter(measurement_id={self.config.measurement_id!r})"

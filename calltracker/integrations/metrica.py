@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +19,8 @@ from calltracker.integrations.base import (
     DeliveryResult,
     HttpReply,
     LeadCall,
-    RateLimiter,
     http_error,
     send,
-    utcnow,
 )
 from calltracker.integrations.errors import IntegrationError, TemporaryError
 from calltracker.settings import Secret
@@ -154,17 +152,6 @@ class MetricaAdapter(ConfiguredAdapter[MetricaConfig]):
     """Uploads finished calls to one Metrica counter."""
 
     kind = KIND
-
-    def __init__(
-        self,
-        config: MetricaConfig,
-        session: aiohttp.ClientSession,
-        *,
-        limiter: RateLimiter | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(config, session, limiter=limiter)
-        self._clock = clock
 
     def __repr__(self) -> str:
         return f"MetricaAdapter(counter_id={self.config.counter_id})"

@@ -12,13 +12,11 @@ import json
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from calltracker.integrations import roistat
 from calltracker.integrations.base import (
@@ -26,10 +24,8 @@ from calltracker.integrations.base import (
     ConfiguredAdapter,
     DeliveryResult,
     LeadCall,
-    RateLimiter,
     parse_retry_after,
     send,
-    utcnow,
 )
 from calltracker.integrations.errors import (
     AuthError,
@@ -186,18 +182,9 @@ class WebhookAdapter(ConfiguredAdapter[WebhookConfig]):
 
     kind = KIND
 
-    def __init__(
-        self,
-        config: WebhookConfig,
-        session: aiohttp.ClientSession,
-        *,
-        limiter: RateLimiter | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        super().__init__(config, session, limiter=limiter)
-        self._clock = clock
-        self._keys = config.keys()
-        parts = urlsplit(config.url.reveal())
+    def _prepare(self) -> None:
+        self._keys = self.config.keys()
+        parts = urlsplit(self.config.url.reveal())
         self._host = parts.hostname or "?"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
 

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker import phones
-from calltracker.db.models import Call, Site, utcnow
+from calltracker.clock import utcnow
+from calltracker.db.models import Call, Site
 from calltracker.db.report_models import Conversion
 from calltracker.db.upsert import insert_for
 from calltracker.reports import money

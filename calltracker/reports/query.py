@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
-from calltracker.db.models import Call, Site, UTCDateTime, Visit
+from calltracker.clock import as_date, day_bounds, utc_bounds
+from calltracker.db.base import UTCDateTime
+from calltracker.db.models import Call, Site, Visit
 from calltracker.db.report_models import AdSpend, Conversion, VisitDay
 from calltracker.errors import Invalid
 from calltracker.reports import model, money, visit_rollup
-from calltracker.reports.days import as_date, day_bounds, utc_bounds
 from calltracker.reports.model import LEVELS, Counts, Key
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calltracker.db.models import Site, utcnow
+from calltracker.clock import utcnow
+from calltracker.db.models import Site
 from calltracker.db.report_models import AdSpend
 from calltracker.db.upsert import insert_for
 from calltracker.reports import money

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Date, String, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calltracker.clock import as_date, local_midnight
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Site, Visit
 from calltracker.db.report_models import VisitDay, VisitDayDone
 from calltracker.db.upsert import insert_for
-from calltracker.reports.days import as_date, local_midnight
 from calltracker.reports.model import LEVELS
 
 log = logging.getLogger(__name__)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calltracker.clock import local_midnight
 from calltracker.db.models import Call, Site, Visit
 from calltracker.errors import Invalid, NotFound
 
@@ -83,10 +84,6 @@ class CallPage:
         return end if end < self.total else None
 
 
-def _day_start(day: date, tz: str) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=ZoneInfo(tz)).astimezone(UTC)
-
-
 async def _apply(
     session: AsyncSession, query: Select[tuple[Call]], f: CallFilter
 ) -> Select[tuple[Call]]:
@@ -95,9 +92,11 @@ async def _apply(
         query = query.where(Call.site_id == f.site_id)
         tz = await session.scalar(select(Site.timezone).where(Site.id == f.site_id)) or "UTC"
     if f.date_from is not None:
-        query = query.where(Call.started_at >= _day_start(f.date_from, tz))
+        query = query.where(Call.started_at >= local_midnight(ZoneInfo(tz), f.date_from))
     if f.date_to is not None:
-        query = query.where(Call.started_at < _day_start(f.date_to + timedelta(days=1), tz))
+        query = query.where(
+            Call.started_at < local_midnight(ZoneInfo(tz), f.date_to + timedelta(days=1))
+        )
     for column, value in (
         (Call.status, f.status),
         (Call.source, f.source),

@@ -12,12 +12,14 @@ from multidict import MultiDictProxy
 
 from calltracker.catalog import advice as pool_advice
 from calltracker.catalog import edits, sites
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import OutboxRow
-from calltracker.db.models import Site, utcnow
+from calltracker.db.models import Site
 from calltracker.errors import CalltrackerError, Invalid
 from calltracker.integrations import config as integration_config
-from calltracker.integrations.base import KINDS
+from calltracker.integrations.base import STAGES
 from calltracker.integrations.outbox import store
+from calltracker.integrations.registry import KINDS
 from calltracker.keys import (
     catalog_key,
     outbox_key,
@@ -360,9 +362,9 @@ async def integrations_page(
     context = {
         "groups": [SiteIntegrations(s, by_site.get(s.id, [])) for s in site_rows],
         "sites": site_rows,
-        "kinds": KINDS,
+        "kinds": tuple(KINDS),
         "triggers": integration_config.TRIGGERS,
-        "stages": integration_config.STAGES,
+        "stages": STAGES,
         "form": form or {},
         "error": error,
         "notice": _integrations_notice(request),

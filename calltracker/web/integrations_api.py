@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from calltracker.catalog import sites
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.db.models import utcnow
 from calltracker.errors import Invalid
 from calltracker.integrations import config
 from calltracker.integrations.outbox import store

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import calltracker.db.models
+import calltracker.db.base
 
 revision: str = "3f12496b4eaa"
 down_revision: str | None = "afe78940909a"
@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("keyword", sa.String(length=256), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("imported_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("imported_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["site_id"], ["site.id"], name=op.f("fk_ad_spend_site_id_site"), ondelete="CASCADE"
         ),
@@ -54,7 +54,7 @@ def upgrade() -> None:
         "report_currency",
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("set_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("set_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["site_id"],
             ["site.id"],
@@ -70,14 +70,14 @@ def upgrade() -> None:
         sa.Column("external_id", sa.String(length=128), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
         sa.Column(
-            "call_started_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=True
+            "call_started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("phone", sa.String(length=32), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("converted_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("converted_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["call_id"], ["call.id"], name=op.f("fk_conversion_call_id_call"), ondelete="SET NULL"
         ),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import calltracker.db.models
+import calltracker.db.base
 
 revision: str = "52569e6b6493"
 down_revision: str | None = "906bd804402d"
@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("tz", sa.String(length=64), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("rolled_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rolled_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["site_id"],
             ["site.id"],

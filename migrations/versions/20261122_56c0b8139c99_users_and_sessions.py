@@ -12,14 +12,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import calltracker.db.models
+import calltracker.db.base
 
 revision: str = "56c0b8139c99"
 down_revision: str | None = "3f12496b4eaa"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UTC_DATETIME = calltracker.db.models.UTCDateTime(timezone=True)
+UTC_DATETIME = calltracker.db.base.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:

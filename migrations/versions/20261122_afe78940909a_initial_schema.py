@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import calltracker.db.models
+import calltracker.db.base
 
 revision: str = "afe78940909a"
 down_revision: str | None = None
@@ -28,9 +28,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_used_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_token")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_token_token_hash")),
     )
@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("target_min_talk_seconds", sa.Integer(), nullable=False),
         sa.Column("unique_window_days", sa.Integer(), nullable=False),
         sa.Column("callerid_template", sa.String(length=100), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_site")),
         sa.UniqueConstraint("key", name=op.f("uq_site_key")),
     )
@@ -87,9 +87,9 @@ def upgrade() -> None:
         sa.Column("site_id", sa.Integer(), nullable=True),
         sa.Column("tracking_number", sa.String(length=20), nullable=False),
         sa.Column("caller", sa.String(length=32), nullable=False),
-        sa.Column("started_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("answered_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("answered_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("wait_seconds", sa.Integer(), nullable=False),
         sa.Column("talk_seconds", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -104,7 +104,7 @@ def upgrade() -> None:
         sa.Column("attribution_detail", sa.JSON(), nullable=False),
         sa.Column("unique", sa.Boolean(), nullable=False),
         sa.Column("target", sa.Boolean(), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["site_id"], ["site.id"], name=op.f("fk_call_site_id_site"), ondelete="SET NULL"
         ),
@@ -123,7 +123,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("hold_seconds", sa.Integer(), nullable=False),
         sa.Column("policy", sa.String(length=20), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["site_id"], ["site.id"], name=op.f("fk_pool_site_id_site"), ondelete="CASCADE"
         ),
@@ -137,7 +137,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("visitor_key", sa.String(length=64), nullable=False),
-        sa.Column("started_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("referrer", sa.Text(), nullable=False),
         sa.Column("ga_client_id", sa.String(length=100), nullable=False),
@@ -172,9 +172,9 @@ def upgrade() -> None:
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("visitor_key", sa.String(length=64), nullable=False),
         sa.Column(
-            "first_seen_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False
+            "first_seen_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False
         ),
-        sa.Column("last_seen_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("first_source", sa.String(length=256), nullable=False),
         sa.Column("first_medium", sa.String(length=256), nullable=False),
         sa.Column("first_campaign", sa.String(length=256), nullable=False),
@@ -201,7 +201,7 @@ def upgrade() -> None:
         sa.Column("medium", sa.String(length=256), nullable=False),
         sa.Column("campaign", sa.String(length=256), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["pool_id"],
             ["pool.id"],
@@ -227,7 +227,7 @@ def upgrade() -> None:
         sa.Column("visit_id", sa.String(length=32), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column("number", sa.String(length=20), nullable=False),
-        sa.Column("at", calltracker.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["visit_id"],
             ["visit.id"],

@@ -7,8 +7,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.db.models import Call, utcnow
+from calltracker.db.models import Call
 from calltracker.integrations import config as integration_config
 from calltracker.integrations.outbox import store
 from calltracker.keys import sessionmaker_key

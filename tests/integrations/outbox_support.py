@@ -17,9 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from calltracker.catalog import sites
+from calltracker.db.base import Base
 from calltracker.db.engine import SessionMaker, create_engine, create_sessionmaker
 from calltracker.db.integration_models import OutboxRow
-from calltracker.db.models import Base, Call, Visit
+from calltracker.db.models import Call, Visit
 from calltracker.integrations import config as integration_config
 from calltracker.integrations.outbox.enqueue import enqueue_for_call
 from calltracker.integrations.outbox.policy import RetryPolicy

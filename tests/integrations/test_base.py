@@ -17,7 +17,6 @@ from calltracker.integrations.base import (
     HttpReply,
     RateLimiter,
     Visit,
-    build_adapter,
     http_error,
     parse_retry_after,
 )
@@ -32,6 +31,7 @@ from calltracker.integrations.errors import (
 )
 from calltracker.integrations.ga4 import Ga4Adapter
 from calltracker.integrations.metrica import MetricaAdapter
+from calltracker.integrations.registry import build_adapter
 from calltracker.integrations.webhook import WebhookAdapter
 
 from .calls import CALL, a_call

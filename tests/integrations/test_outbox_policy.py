@@ -160,12 +160,6 @@ def test_invalid_settings_are_refused_naming_the_field(
     assert "w3bh00k" not in caught.value.message
 
 
-def test_every_kind_has_a_config_parser() -> None:
-    from calltracker.integrations.base import KINDS
-
-    assert set(integration_config.PARSERS) == set(KINDS)
-
-
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TTL = timedelta(days=90)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from calltracker.clock import day_bounds, utc_bounds
 from calltracker.db.models import Call, Site
 from calltracker.keys import sessionmaker_key
-from calltracker.reports.days import day_bounds, utc_bounds
 from tests.conftest import Seeded
 from tests.reports.conftest import Client, bearer
 

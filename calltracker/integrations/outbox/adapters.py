@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from calltracker.db.integration_models import Integration
-from calltracker.integrations.base import Adapter, TokenSaver, build_adapter
+from calltracker.integrations.base import Adapter, TokenSaver
+from calltracker.integrations.registry import build_adapter
 from calltracker.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ SaveTokens = Callable[[int, Secret, Secret], Awaitable[None]]
 class Builder(Protocol):
     def __call__(
         self,
-        kind: str,
+        name: str,
         raw: Any,
         session: aiohttp.ClientSession,
         *,

@@ -6,8 +6,9 @@ import logging
 
 from sqlalchemy import select
 
+from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration
-from calltracker.db.models import Call, utcnow
+from calltracker.db.models import Call
 from calltracker.errors import Invalid
 from calltracker.integrations import config as integration_config
 from calltracker.integrations.outbox import store

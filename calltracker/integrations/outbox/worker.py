@@ -11,16 +11,15 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from calltracker.clock import utcnow
 from calltracker.db.engine import SessionMaker
 from calltracker.db.integration_models import Integration
-from calltracker.db.models import utcnow
 from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import (
     Adapter,
     BatchAdapter,
     BatchResult,
     LeadCall,
-    build_adapter,
 )
 from calltracker.integrations.errors import ConfigError, EndpointGone
 from calltracker.integrations.outbox import policy, store
@@ -28,6 +27,7 @@ from calltracker.integrations.outbox.adapters import AdapterCache, Builder
 from calltracker.integrations.outbox.lead import RecordingLink, StoredCall, lead_call, load_calls
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.store import Claimed, Due
+from calltracker.integrations.registry import build_adapter
 from calltracker.settings import Secret
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,15 @@
-"""Local days as exact UTC ranges (a DST day lasts 23 or 25 hours), and dates as stored."""
+"""Time: UTC now, local days as exact UTC ranges (a DST day lasts 23 or 25 hours), and dates
+as stored. Storage is UTC everywhere; a site's time zone matters only for its local days."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def local_midnight(tz: ZoneInfo, day: date) -> datetime:
