@@ -10,12 +10,13 @@ from sqlalchemy.engine import Connection
 
 from calltracker.db.engine import create_engine
 
-ROOT = Path(__file__).resolve().parents[2]
+# Shipped inside the package, so an installed wheel migrates without the source checkout.
+SCRIPTS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.attributes["database_url"] = database_url
     return cfg
 

@@ -11,7 +11,7 @@ from aiohttp import hdrs, web
 
 from calltracker.web.auth import public
 
-WIDGET_JS_PATH = Path(__file__).resolve().parents[2] / "widget" / "widget.js"
+WIDGET_JS_PATH = Path(__file__).resolve().parents[1] / "widget" / "widget.js"
 DEMO_HTML_PATH = Path(__file__).resolve().parent / "static" / "demo.html"
 CONTENT_TYPE = "application/javascript; charset=utf-8"
 # Short enough that a widget fix reaches every site within minutes; the ETag makes the
