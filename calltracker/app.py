@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
+from calltracker.catalog.service import CatalogService
 from calltracker.clock import utcnow
 from calltracker.db.engine import create_engine, create_sessionmaker, is_sqlite
 from calltracker.db.lease_journal import SqlLeaseJournal
@@ -38,6 +39,7 @@ from calltracker.keys import (
     ami_key,
     card_maker_key,
     catalog_key,
+    catalog_service_key,
     engine_key,
     http_key,
     login_throttle_key,
@@ -128,6 +130,7 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     catalog.start()
     app[pools_key] = pools
     app[catalog_key] = catalog
+    app[catalog_service_key] = CatalogService(app[sessionmaker_key], refresh=catalog.refresh)
     yield
     await catalog.close()
     await pools.close()

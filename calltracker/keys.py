@@ -12,6 +12,7 @@ from calltracker.accounts.sessions import SessionInfo
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
+from calltracker.catalog.service import CatalogService
 from calltracker.db.engine import SessionMaker
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
@@ -32,6 +33,8 @@ sessionmaker_key = web.AppKey("sessionmaker_key", SessionMaker)
 redis_key = web.AppKey("redis_key", Redis)
 pools_key = web.AppKey("pools_key", PoolBackend)
 catalog_key = web.AppKey("catalog_key", CatalogCache)
+# Every edit of sites, pools and numbers: it refreshes catalog_key's snapshot.
+catalog_service_key = web.AppKey("catalog_service_key", CatalogService)
 visits_key = web.AppKey("visits_key", VisitService)
 visit_limiter_key = web.AppKey("visit_limiter_key", RateLimiter)
 login_throttle_key = web.AppKey("login_throttle_key", LoginThrottle)

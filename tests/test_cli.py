@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from calltracker.cli.main import main
+from calltracker.db.migrate import alembic_config
 
 
 @pytest.fixture
@@ -14,6 +17,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "ct.db"
     monkeypatch.setenv("CALLTRACKER_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.chdir(tmp_path)
+    assert main(["migrate"]) == 0
     return path
 
 
@@ -82,3 +86,34 @@ def test_token_create_and_revoke(db: Path, capsys: pytest.CaptureFixture[str]) -
     assert out.strip().splitlines()[-1].startswith("ct_")
     assert main(["token", "revoke", "1"]) == 0
     assert main(["token", "revoke", "1"]) == 1
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_a_command_on_a_database_never_migrated_refuses_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "new.db"
+    monkeypatch.setenv("CALLTRACKER_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["site", "list"]) == 1
+    assert "no calltracker schema yet: run `calltracker migrate`" in capsys.readouterr().err
+    assert _tables(path) == set()  # only `migrate` and `serve` create the schema
+
+
+def test_a_command_on_an_older_schema_refuses_instead_of_migrating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.db"
+    monkeypatch.setenv("CALLTRACKER_DATABASE_URL", f"sqlite:///{path}")
+    [first] = ScriptDirectory.from_config(alembic_config("")).get_bases()
+    assert main(["migrate", first]) == 0
+    before = _tables(path)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert f"schema is at {first}" in err and "run `calltracker migrate`" in err
+    assert _tables(path) == before
+    assert main(["migrate"]) == 0
+    assert main(["demo"]) == 0

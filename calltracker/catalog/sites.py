@@ -14,6 +14,14 @@ from calltracker.db.models import Pool, Site, TrackingNumber
 from calltracker.errors import Conflict, Invalid, NotFound
 from number_pool import ExhaustionPolicy
 
+# The defaults of a new site, pool and static number, for every way of making one.
+DEFAULT_COUNTRY = "RU"
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_POOL_NAME = "main"
+DEFAULT_HOLD_SECONDS = 15 * 60
+DEFAULT_POLICY = ExhaustionPolicy.DEFAULT_NUMBER.value
+DEFAULT_STATIC_MEDIUM = "offline"
+
 SITE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 DOMAIN_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
@@ -59,8 +67,8 @@ async def create_site(
     name: str,
     domains: Sequence[str],
     default_number: str,
-    country: str = "RU",
-    timezone: str = "UTC",
+    country: str = DEFAULT_COUNTRY,
+    timezone: str = DEFAULT_TIMEZONE,
     pooled_mediums: Sequence[str] = (),
 ) -> Site:
     if not SITE_KEY_RE.match(key):
@@ -101,9 +109,9 @@ async def create_pool(
     session: AsyncSession,
     site: Site,
     *,
-    name: str,
-    hold_seconds: int = 15 * 60,
-    policy: str = ExhaustionPolicy.DEFAULT_NUMBER,
+    name: str = DEFAULT_POOL_NAME,
+    hold_seconds: int = DEFAULT_HOLD_SECONDS,
+    policy: str = DEFAULT_POLICY,
 ) -> Pool:
     if hold_seconds <= 0:
         raise Invalid(f"hold time must be positive, got {hold_seconds}")
@@ -170,7 +178,7 @@ async def add_static_number(
     raw_number: str,
     *,
     source: str,
-    medium: str = "offline",
+    medium: str = DEFAULT_STATIC_MEDIUM,
     campaign: str = "",
 ) -> TrackingNumber:
     """Bind a number for good to a label, e.g. billboard / outdoor / tverskaya-2026."""
@@ -183,7 +191,7 @@ async def add_static_number(
         site_id=site.id,
         kind="static",
         source=source.strip()[:256],
-        medium=(medium.strip() or "offline")[:256],
+        medium=(medium.strip() or DEFAULT_STATIC_MEDIUM)[:256],
         campaign=campaign.strip()[:256],
     )
     session.add(row)

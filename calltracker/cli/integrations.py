@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.catalog import sites
+from calltracker.cli.common import run_in_session
 from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.errors import Invalid
@@ -22,26 +22,14 @@ from calltracker.integrations.registry import KINDS
 from calltracker.settings import Settings
 
 
-class WithSession(Protocol):
-    """cli.with_session: migrate, open one transaction, run ``work`` in it."""
-
-    def __call__(
-        self, settings: Settings, work: Callable[[Any], Awaitable[Any]], *, migrate: bool = True
-    ) -> Awaitable[Any]: ...
-
-
-def add_parser(sub: Any, with_session: WithSession) -> None:
+def add_parser(sub: Any) -> None:
     """Register the `integration` command group on the CLI's subparsers."""
     group = sub.add_parser("integration", help="CRM and analytics integrations, and their outbox")
     actions = group.add_subparsers(dest="action", required=True)
 
     def run(command: Callable[[AsyncSession, argparse.Namespace], Awaitable[list[str]]]) -> Any:
-        async def work(settings: Settings, args: argparse.Namespace) -> list[str]:
-            lines: list[str] = await with_session(settings, lambda s: command(s, args))
-            return lines
-
         def handler(settings: Settings, args: argparse.Namespace) -> int:
-            for line in asyncio.run(work(settings, args)):
+            for line in run_in_session(settings, lambda s: command(s, args)):
                 print(line)
             return 0
 

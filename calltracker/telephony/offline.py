@@ -18,7 +18,7 @@ from sqlalchemy import select
 from calltracker import phones
 from calltracker.catalog.cache import Catalog, load_catalog
 from calltracker.db.engine import SessionMaker, create_engine, create_sessionmaker
-from calltracker.db.migrate import upgrade
+from calltracker.db.migrate import require_current
 from calltracker.db.models import Call, LeaseRow
 from calltracker.errors import Invalid
 from calltracker.settings import Settings
@@ -90,10 +90,10 @@ class Telephony:
 @asynccontextmanager
 async def open_telephony(settings: Settings) -> AsyncIterator[Telephony]:
     """A CallRecorder on the configured database, matching through the pool's history."""
-    await upgrade(settings.database_url)
     engine = create_engine(settings.database_url)
     redis: Redis | None = None
     try:
+        await require_current(engine)
         sessionmaker = create_sessionmaker(engine)
         catalog = LoadedCatalog(await load_catalog(sessionmaker))
         history: LeaseHistory

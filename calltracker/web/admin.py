@@ -21,7 +21,7 @@ from calltracker.integrations.base import STAGES
 from calltracker.integrations.outbox import store
 from calltracker.integrations.registry import KINDS
 from calltracker.keys import (
-    catalog_key,
+    catalog_service_key,
     outbox_key,
     pools_key,
     sessionmaker_key,
@@ -31,10 +31,6 @@ from calltracker.web import pages
 from number_pool import ExhaustionPolicy
 
 POLICIES = [p.value for p in ExhaustionPolicy]
-
-
-async def _refresh(request: web.Request) -> None:
-    await request.app[catalog_key].refresh()
 
 
 # -- sites --------------------------------------------------------------------------------
@@ -49,19 +45,16 @@ async def sites_page(request: web.Request, *, error: str = "", status: int = 200
 async def create_site(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            site = await sites.create_site(
-                session,
-                key=pages.form_text(form, "key"),
-                name=pages.form_text(form, "name"),
-                domains=pages.form_lines(form, "domains"),
-                default_number=pages.form_text(form, "default_number"),
-                country=pages.form_text(form, "country", "RU") or "RU",
-                timezone=pages.form_text(form, "timezone", "UTC") or "UTC",
-            )
+        site = await request.app[catalog_service_key].create_site(
+            key=pages.form_text(form, "key"),
+            name=pages.form_text(form, "name"),
+            domains=pages.form_lines(form, "domains"),
+            default_number=pages.form_text(form, "default_number"),
+            country=pages.form_text(form, "country"),
+            timezone=pages.form_text(form, "timezone"),
+        )
     except CalltrackerError as err:
         return await sites_page(request, error=err.message, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther(f"/admin/sites/{site.key}")
 
 
@@ -104,44 +97,35 @@ async def update_site(request: web.Request) -> web.Response:
     form = await request.post()
     key = request.match_info["site"]
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            site = await edits.update_site(
-                session,
-                key,
-                name=pages.form_text(form, "name"),
-                domains=pages.form_lines(form, "domains"),
-                default_number=pages.form_text(form, "default_number"),
-                country=pages.form_text(form, "country") or None,
-                timezone=pages.form_text(form, "timezone") or None,
-                pooled_mediums=pages.form_lines(form, "pooled_mediums"),
-                target_min_talk_seconds=pages.form_int(form, "target_min_talk_seconds"),
-                unique_window_days=pages.form_int(form, "unique_window_days"),
-                fallback_number_id=pages.form_int(form, "fallback_number_id"),
-            )
+        site = await request.app[catalog_service_key].update_site(
+            key,
+            name=pages.form_text(form, "name"),
+            domains=pages.form_lines(form, "domains"),
+            default_number=pages.form_text(form, "default_number"),
+            country=pages.form_text(form, "country") or None,
+            timezone=pages.form_text(form, "timezone") or None,
+            pooled_mediums=pages.form_lines(form, "pooled_mediums"),
+            target_min_talk_seconds=pages.form_int(form, "target_min_talk_seconds"),
+            unique_window_days=pages.form_int(form, "unique_window_days"),
+            fallback_number_id=pages.form_int(form, "fallback_number_id"),
+        )
     except CalltrackerError as err:
         return await site_page(request, error=err.message, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther(f"/admin/sites/{site.key}?done=saved")
 
 
 async def create_pool(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            site = await sites.get_site(session, request.match_info["site"])
-            pool = await sites.create_pool(
-                session,
-                site,
-                name=pages.form_text(form, "name") or "main",
-                hold_seconds=_hold_seconds(form) or 15 * 60,
-                policy=pages.form_text(form, "policy") or ExhaustionPolicy.DEFAULT_NUMBER,
-            )
-            numbers = pages.form_lines(form, "numbers")
-            if numbers:
-                await sites.add_pool_numbers(session, pool, numbers)
+        pool, _ = await request.app[catalog_service_key].create_pool(
+            request.match_info["site"],
+            name=pages.form_text(form, "name"),
+            hold_seconds=_hold_seconds(form),
+            policy=pages.form_text(form, "policy"),
+            numbers=pages.form_lines(form, "numbers"),
+        )
     except CalltrackerError as err:
         return await site_page(request, error=err.message, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther(f"/admin/pools/{pool.id}?done=created")
 
 
@@ -189,39 +173,33 @@ async def pool_page(request: web.Request, *, error: str = "", status: int = 200)
 async def update_pool(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            await edits.update_pool(
-                session,
-                _pool_id(request),
-                name=pages.form_text(form, "name") or None,
-                hold_seconds=_hold_seconds(form),
-                policy=pages.form_text(form, "policy") or None,
-            )
+        await request.app[catalog_service_key].update_pool(
+            _pool_id(request),
+            name=pages.form_text(form, "name") or None,
+            hold_seconds=_hold_seconds(form),
+            policy=pages.form_text(form, "policy") or None,
+        )
     except CalltrackerError as err:
         return await pool_page(request, error=err.message, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther(f"/admin/pools/{_pool_id(request)}?done=saved")
 
 
 async def add_pool_numbers(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            pool = await sites.get_pool(session, _pool_id(request))
-            await sites.add_pool_numbers(session, pool, pages.form_lines(form, "numbers"))
+        await request.app[catalog_service_key].add_pool_numbers(
+            _pool_id(request), pages.form_lines(form, "numbers")
+        )
     except CalltrackerError as err:
         return await pool_page(request, error=err.message, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther(f"/admin/pools/{_pool_id(request)}?done=added")
 
 
 async def set_number_active(request: web.Request) -> web.Response:
     form = await request.post()
-    async with request.app[sessionmaker_key].begin() as session:
-        await edits.set_number_active(
-            session, int(request.match_info["number"]), pages.form_text(form, "active") == "1"
-        )
-    await _refresh(request)
+    await request.app[catalog_service_key].set_number_active(
+        int(request.match_info["number"]), pages.form_text(form, "active") == "1"
+    )
     back = pages.form_text(form, "back")
     raise web.HTTPSeeOther(back if back.startswith("/admin/") else "/admin/static-numbers")
 
@@ -255,19 +233,15 @@ async def add_static_number(request: web.Request) -> web.Response:
         k: pages.form_text(form, k) for k in ("site", "number", "source", "medium", "campaign")
     }
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            site = await sites.get_site(session, values["site"])
-            await sites.add_static_number(
-                session,
-                site,
-                values["number"],
-                source=values["source"],
-                medium=values["medium"] or "offline",
-                campaign=values["campaign"],
-            )
+        await request.app[catalog_service_key].add_static_number(
+            values["site"],
+            values["number"],
+            source=values["source"],
+            medium=values["medium"],
+            campaign=values["campaign"],
+        )
     except CalltrackerError as err:
         return await static_numbers_page(request, error=err.message, form=values, status=400)
-    await _refresh(request)
     raise web.HTTPSeeOther("/admin/static-numbers?done=added")
 
 
@@ -293,13 +267,11 @@ async def import_numbers(request: web.Request) -> web.Response:
     text = ""
     try:
         text = _csv_text(form)
-        async with request.app[sessionmaker_key].begin() as session:
-            rows = await edits.import_numbers_csv(session, text)
+        rows = await request.app[catalog_service_key].import_numbers_csv(text)
     except CalltrackerError as err:
         details = err.details if isinstance(err.details, list) else []
         context = {"error": err.message, "line_errors": details, "text": text}
         return pages.render(request, "import.html", context, status=400)
-    await _refresh(request)
     notice = f"Imported {len(rows)} number(s)."
     return pages.render(request, "import.html", {"notice": notice, "imported": rows})
 

@@ -9,13 +9,14 @@ from aiohttp import web
 from calltracker.accounts import users
 from calltracker.accounts.roles import Role
 from calltracker.catalog import edits
-from calltracker.catalog.edits import CsvImportFailed, PoolHealth
+from calltracker.catalog.edits import PoolHealth
+from calltracker.catalog.numbers_csv import CsvImportFailed
 from calltracker.catalog.sites import NewNumberError
 from calltracker.db.auth_models import User
 from calltracker.db.models import ApiToken
 from calltracker.errors import Invalid
 from calltracker.keys import (
-    catalog_key,
+    catalog_service_key,
     pools_key,
     principal_key,
     sessionmaker_key,
@@ -266,21 +267,18 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def update_site(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        site = await edits.update_site(
-            session,
-            request.match_info["site"],
-            name=field(data, "name", str, None),
-            domains=str_list(data, "domains") if "domains" in data else None,
-            default_number=field(data, "default_number", str, None),
-            country=field(data, "country", str, None),
-            timezone=field(data, "timezone", str, None),
-            pooled_mediums=str_list(data, "pooled_mediums") if "pooled_mediums" in data else None,
-            target_min_talk_seconds=field(data, "target_min_talk_seconds", int, None),
-            unique_window_days=field(data, "unique_window_days", int, None),
-            fallback_number_id=field(data, "fallback_number_id", int, None),
-        )
-    await request.app[catalog_key].refresh()
+    site = await request.app[catalog_service_key].update_site(
+        request.match_info["site"],
+        name=field(data, "name", str, None),
+        domains=str_list(data, "domains") if "domains" in data else None,
+        default_number=field(data, "default_number", str, None),
+        country=field(data, "country", str, None),
+        timezone=field(data, "timezone", str, None),
+        pooled_mediums=str_list(data, "pooled_mediums") if "pooled_mediums" in data else None,
+        target_min_talk_seconds=field(data, "target_min_talk_seconds", int, None),
+        unique_window_days=field(data, "unique_window_days", int, None),
+        fallback_number_id=field(data, "fallback_number_id", int, None),
+    )
     return web.json_response(site_json(site))
 
 
@@ -292,25 +290,20 @@ async def list_pools(request: web.Request) -> web.Response:
 
 async def update_pool(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        pool = await edits.update_pool(
-            session,
-            int(request.match_info["pool"]),
-            name=field(data, "name", str, None),
-            hold_seconds=field(data, "hold_seconds", int, None),
-            policy=field(data, "policy", str, None),
-        )
-    await request.app[catalog_key].refresh()
+    pool = await request.app[catalog_service_key].update_pool(
+        int(request.match_info["pool"]),
+        name=field(data, "name", str, None),
+        hold_seconds=field(data, "hold_seconds", int, None),
+        policy=field(data, "policy", str, None),
+    )
     return web.json_response(pool_json(pool))
 
 
 async def update_number(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        row = await edits.set_number_active(
-            session, int(request.match_info["number"]), field(data, "active", bool)
-        )
-    await request.app[catalog_key].refresh()
+    row = await request.app[catalog_service_key].set_number_active(
+        int(request.match_info["number"]), field(data, "active", bool)
+    )
     return web.json_response(number_json(row))
 
 
@@ -325,15 +318,13 @@ async def import_numbers(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise Invalid("the body is not UTF-8 text") from None
     try:
-        async with request.app[sessionmaker_key].begin() as session:
-            rows = await edits.import_numbers_csv(session, text)
+        rows = await request.app[catalog_service_key].import_numbers_csv(text)
     except CsvImportFailed as err:
         lines = err.details if isinstance(err.details, list) else []
         return web.json_response(
             {"error": err.code, "message": err.message, "errors": [_line_json(e) for e in lines]},
             status=400,
         )
-    await request.app[catalog_key].refresh()
     return web.json_response({"numbers": [number_json(n) for n in rows]}, status=201)
 
 

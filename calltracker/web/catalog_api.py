@@ -12,7 +12,7 @@ from calltracker.catalog import sites
 from calltracker.catalog.cache import pool_key
 from calltracker.db.models import Pool, Site, TrackingNumber
 from calltracker.errors import Invalid
-from calltracker.keys import catalog_key, pools_key, sessionmaker_key
+from calltracker.keys import catalog_service_key, pools_key, sessionmaker_key
 
 
 def site_json(site: Site) -> dict[str, Any]:
@@ -89,18 +89,15 @@ async def list_sites(request: web.Request) -> web.Response:
 
 async def create_site(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        site = await sites.create_site(
-            session,
-            key=field(data, "key", str),
-            name=field(data, "name", str, ""),
-            domains=str_list(data, "domains"),
-            default_number=field(data, "default_number", str),
-            country=field(data, "country", str, "RU"),
-            timezone=field(data, "timezone", str, "UTC"),
-            pooled_mediums=str_list(data, "pooled_mediums"),
-        )
-    await request.app[catalog_key].refresh()
+    site = await request.app[catalog_service_key].create_site(
+        key=field(data, "key", str),
+        name=field(data, "name", str, ""),
+        domains=str_list(data, "domains"),
+        default_number=field(data, "default_number", str),
+        country=field(data, "country", str, None),
+        timezone=field(data, "timezone", str, None),
+        pooled_mediums=str_list(data, "pooled_mediums"),
+    )
     return web.json_response(site_json(site), status=201)
 
 
@@ -117,21 +114,13 @@ async def get_site(request: web.Request) -> web.Response:
 
 async def create_pool(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        site = await sites.get_site(session, request.match_info["site"])
-        pool = await sites.create_pool(
-            session,
-            site,
-            name=field(data, "name", str, "main"),
-            hold_seconds=field(data, "hold_seconds", int, 15 * 60),
-            policy=field(data, "policy", str, "default_number"),
-        )
-        added = (
-            await sites.add_pool_numbers(session, pool, str_list(data, "numbers"))
-            if data.get("numbers")
-            else []
-        )
-    await request.app[catalog_key].refresh()
+    pool, added = await request.app[catalog_service_key].create_pool(
+        request.match_info["site"],
+        name=field(data, "name", str, None),
+        hold_seconds=field(data, "hold_seconds", int, None),
+        policy=field(data, "policy", str, None),
+        numbers=str_list(data, "numbers"),
+    )
     body = pool_json(pool)
     body["numbers"] = [n.number for n in added]
     return web.json_response(body, status=201)
@@ -139,10 +128,9 @@ async def create_pool(request: web.Request) -> web.Response:
 
 async def add_pool_numbers(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        pool = await sites.get_pool(session, int(request.match_info["pool"]))
-        added = await sites.add_pool_numbers(session, pool, str_list(data, "numbers"))
-    await request.app[catalog_key].refresh()
+    added = await request.app[catalog_service_key].add_pool_numbers(
+        int(request.match_info["pool"]), str_list(data, "numbers")
+    )
     return web.json_response({"numbers": [number_json(n) for n in added]}, status=201)
 
 
@@ -165,17 +153,13 @@ async def pool_stats(request: web.Request) -> web.Response:
 
 async def add_static_number(request: web.Request) -> web.Response:
     data = await json_body(request)
-    async with request.app[sessionmaker_key].begin() as session:
-        site = await sites.get_site(session, request.match_info["site"])
-        row = await sites.add_static_number(
-            session,
-            site,
-            field(data, "number", str),
-            source=field(data, "source", str),
-            medium=field(data, "medium", str, "offline"),
-            campaign=field(data, "campaign", str, ""),
-        )
-    await request.app[catalog_key].refresh()
+    row = await request.app[catalog_service_key].add_static_number(
+        request.match_info["site"],
+        field(data, "number", str),
+        source=field(data, "source", str),
+        medium=field(data, "medium", str, None),
+        campaign=field(data, "campaign", str, ""),
+    )
     return web.json_response(number_json(row), status=201)
 
 

@@ -18,6 +18,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "ct.db"
     monkeypatch.setenv("CALLTRACKER_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.chdir(tmp_path)
+    assert main(["migrate"]) == 0
     return path
 
 

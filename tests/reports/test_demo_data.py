@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from calltracker.catalog import sites
-from calltracker.cli import main as cli
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.models import Call, Visit
 from calltracker.db.report_models import Conversion
 from calltracker.demo import sample as demo
+from calltracker.demo import site as demo_site
 
 
 async def test_demo_traffic_runs_up_to_now_and_never_past_it(sqlite_url: str) -> None:
@@ -19,8 +19,8 @@ async def test_demo_traffic_runs_up_to_now_and_never_past_it(sqlite_url: str) ->
     engine = create_engine(sqlite_url)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            await cli.create_demo(session, sample_data=False)
-            site = await sites.get_site(session, cli.DEMO_SITE_KEY)
+            await demo_site.create_demo(session, sample_data=False)
+            site = await sites.get_site(session, demo_site.DEMO_SITE_KEY)
             summary = await demo.seed_demo(session, site, days=30, now=now)
             latest = {
                 name: await session.scalar(select(func.max(column)))

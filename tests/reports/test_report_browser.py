@@ -14,9 +14,9 @@ import pytest
 from calltracker.accounts import users
 from calltracker.app import create_app
 from calltracker.catalog import sites
-from calltracker.cli import main as cli
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.demo import sample as demo
+from calltracker.demo import site as demo_site
 from calltracker.settings import Settings
 from tests.reports.browser import LiveServer, chromium, login_browser
 
@@ -28,8 +28,8 @@ async def prepare(url: str) -> demo.DemoSummary:
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            await cli.create_demo(session, sample_data=False)
-            site = await sites.get_site(session, cli.DEMO_SITE_KEY)
+            await demo_site.create_demo(session, sample_data=False)
+            site = await sites.get_site(session, demo_site.DEMO_SITE_KEY)
             # The end of 31 March in the site's zone: the whole of March, to the last minute.
             end_of_march = datetime(2026, 3, 31, 23, 59, 59, tzinfo=ZoneInfo(site.timezone))
             summary = await demo.seed_demo(session, site, days=31, now=end_of_march)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.app import create_app
 from calltracker.catalog import sites
-from calltracker.cli.main import with_session
+from calltracker.cli.common import with_session
 from calltracker.db.models import Visit, VisitEvent
 from calltracker.keys import catalog_key, pools_key, sessionmaker_key
 from calltracker.settings import Settings
@@ -95,9 +95,7 @@ def db_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory)
     """A migrated SQLite file with the sites above; each test gets a copy."""
     path = tmp_path_factory.mktemp("widget-db") / "sites.db"
     shutil.copy(sqlite_template, path)
-    run_blocking(
-        with_session(Settings(database_url=f"sqlite:///{path}"), seed_sites, migrate=False)
-    )
+    run_blocking(with_session(Settings(database_url=f"sqlite:///{path}"), seed_sites))
     return path
 
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from calltracker.cli.main import DEMO_POOL, DEMO_SITE_KEY, create_demo, with_session
+from calltracker.cli.common import with_session
+from calltracker.db.migrate import upgrade
+from calltracker.demo.site import DEMO_POOL, DEMO_SITE_KEY, create_demo
 from calltracker.settings import Settings
 from tests.conftest import run_blocking
 
@@ -33,6 +35,7 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `make run` starts from: `calltracker migrate`, then `calltracker demo`."""
     path = tmp_path_factory.mktemp("demo-db") / "calltracker.db"
     # Without the report sample data: this test counts the visits the page itself makes.
+    run_blocking(upgrade(f"sqlite:///{path}"))
     run_blocking(
         with_session(
             Settings(database_url=f"sqlite:///{path}"),
