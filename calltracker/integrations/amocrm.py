@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from msgspec import Meta
+from msgspec.structs import force_setattr
+
 from calltracker.integrations.base import (
-    ConfigReader,
+    HANGUP,
+    ConfigShape,
     ConfiguredAdapter,
     DeliveryResult,
     HttpReply,
     LeadCall,
+    Stages,
+    Url,
     http_error,
     last_digits,
     parse_retry_after,
@@ -31,40 +36,23 @@ CALL_STATUSES = {"answered": 4, "missed": 6, "busy": 7, "failed": 3}
 _MAX_VALUE = 256  # amoCRM text fields; longer values fail validation
 
 
-@dataclass(frozen=True)
-class AmoCrmConfig:
+class AmoCrmConfig(ConfigShape, frozen=True):
     """One amoCRM (or Kommo) account, reached with a long-lived token."""
 
-    base_url: str  # the account's own domain, e.g. https://example.amocrm.ru
+    base_url: Url  # the account's own domain, e.g. https://example.amocrm.ru
     access_token: Secret
     new_lead: Literal["complex", "unsorted"] = "complex"
-    pipeline_id: int | None = None
-    responsible_user_id: int | None = None
-    tags: tuple[str, ...] = ("calltracking",)
-    source_name: str = "calltracker"
-    source_uid: str = "calltracker"
-    stages: frozenset[str] = frozenset({"hangup"})
-    rate_limit: float = 7.0  # amoCRM allows at most 7 requests per second
-    timeout: float = 30.0
+    pipeline_id: Annotated[int, Meta(ge=1)] | None = None
+    responsible_user_id: Annotated[int, Meta(ge=1)] | None = None
+    tags: tuple[Annotated[str, Meta(min_length=1, max_length=1000)], ...] = ("calltracking",)
+    source_name: Annotated[str, Meta(max_length=100)] = "calltracker"
+    source_uid: Annotated[str, Meta(max_length=100)] = "calltracker"
+    stages: Stages = HANGUP
+    rate_limit: Annotated[float, Meta(gt=0, le=7)] = 7.0  # amoCRM allows at most 7 a second
+    timeout: Annotated[float, Meta(gt=0, le=120)] = 30.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> AmoCrmConfig:
-        r = ConfigReader(KIND, raw)
-        config = cls(
-            base_url=r.url("base_url").rstrip("/"),
-            access_token=r.secret("access_token"),
-            new_lead=r.choice("new_lead", ("complex", "unsorted"), cls.new_lead),
-            pipeline_id=r.optional_integer("pipeline_id", lo=1),
-            responsible_user_id=r.optional_integer("responsible_user_id", lo=1),
-            tags=r.texts("tags", cls.tags),
-            source_name=r.text("source_name", cls.source_name, max_len=100),
-            source_uid=r.text("source_uid", cls.source_uid, max_len=100),
-            stages=r.stages(sorted(cls.stages)),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=7),
-            timeout=r.number("timeout", cls.timeout, hi=120),
-        )
-        r.done()
-        return config
+    def __post_init__(self) -> None:
+        force_setattr(self, "base_url", self.base_url.rstrip("/"))
 
 
 def tracking_values(call: LeadCall) -> dict[str, str]:

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
 import aiohttp
+import msgspec
 from multidict import CIMultiDictProxy
 
 from calltracker.clock import utcnow
@@ -26,6 +27,7 @@ from calltracker.integrations.errors import (
     TemporaryError,
 )
 from calltracker.settings import Secret
+from calltracker.shapes import INVALID, dec_hook, explain
 
 Stage = Literal["ring", "hangup"]
 CallStatus = Literal["answered", "missed", "busy", "failed"]
@@ -334,144 +336,66 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
+class ConfigShape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An integration's stored config: typed, checked, unknown fields refused, secrets as Secret."""
+
+
 T = TypeVar("T")
-_MISSING: Any = object()
+
+# Checked strings every config uses; "invalid" is what an error says instead of msgspec's text.
+Text = Annotated[str, msgspec.Meta(max_length=1000)]
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^https?://[^/\s]+",
+        max_length=1000,
+        description="an http:// or https:// URL",
+        extra={INVALID: "must be an http:// or https:// URL"},
+    ),
+]
+Currency = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code",
+        extra={INVALID: "must be an ISO 4217 code such as RUB"},
+    ),
+]
+Stages = Annotated[
+    frozenset[Stage],
+    msgspec.Meta(
+        min_length=1,
+        description="the call stages sent",
+        extra={INVALID: f"must be a non-empty list of {', '.join(sorted(STAGES))}"},
+    ),
+]
+HANGUP: frozenset[Stage] = frozenset({"hangup"})
 
 
-class ConfigReader:
-    """Reads one integration's stored config dict; every error names ``kind.field``."""
+def decode_config(kind: str, shape: type[T], raw: object) -> T:
+    """The stored config ``raw`` as ``shape``; ConfigError names ``kind.field`` and why."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{kind}: config must be a mapping")
+    given = _given(raw)
+    try:
+        # strict=False: numbers typed into a form or a CLI flag arrive as text ("42").
+        return msgspec.convert(given, shape, strict=False, dec_hook=dec_hook)
+    except msgspec.ValidationError as err:
+        problem = explain(err, shape, given)
+        where = f"{kind}.{problem.path}" if problem.path else kind
+        raise ConfigError(f"{where}: {problem.reason}") from None
 
-    def __init__(self, kind: str, raw: Mapping[str, Any]) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{kind}: config must be a mapping")
-        self.kind = kind
-        self._raw = raw
-        self._seen: set[str] = set()
 
-    def fail(self, name: str, why: str) -> ConfigError:
-        return ConfigError(f"{self.kind}.{name}: {why}")
-
-    def _get(self, name: str, default: Any) -> Any:
-        self._seen.add(name)
-        value = self._raw.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if default is _MISSING:
-                raise self.fail(name, "is required")
-            return default
-        return value
-
-    def text(self, name: str, default: str = _MISSING, *, max_len: int = 1000) -> str:
-        value = self._get(name, default)
-        if not isinstance(value, str):
-            raise self.fail(name, "must be a string")
-        if len(value) > max_len:
-            raise self.fail(name, f"must be at most {max_len} characters")
+def _given(value: Any) -> Any:
+    """Stripped text; null and blank fields left out, so they take their defaults."""
+    if isinstance(value, str):
         return value.strip()
-
-    def secret(self, name: str, *, required: bool = True) -> Secret:
-        value = self._get(name, _MISSING if required else "")
-        if isinstance(value, Secret):
-            return value
-        if not isinstance(value, str):
-            raise self.fail(name, "must be a string")  # never echo a secret's value
-        return Secret(value.strip())
-
-    def url(self, name: str, default: str = _MISSING) -> str:
-        value = self.text(name, default)
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise self.fail(name, "must be an http:// or https:// URL")
-        return value
-
-    def integer(
-        self, name: str, default: int = _MISSING, *, lo: int | None = None, hi: int | None = None
-    ) -> int:
-        value = self._get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise self.fail(name, "must be a whole number")
-        try:
-            number = int(value)
-        except ValueError:
-            raise self.fail(name, "must be a whole number") from None
-        if lo is not None and number < lo:
-            raise self.fail(name, f"must be at least {lo}")
-        if hi is not None and number > hi:
-            raise self.fail(name, f"must be at most {hi}")
-        return number
-
-    def optional_integer(self, name: str, *, lo: int | None = None) -> int | None:
-        if self._raw.get(name) is None:
-            self._seen.add(name)
-            return None
-        return self.integer(name, lo=lo)
-
-    def number(
-        self, name: str, default: float = _MISSING, *, lo: float = 0.0, hi: float = math.inf
-    ) -> float:
-        value = self._get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.fail(name, "must be a number")
-        try:
-            number = float(value)
-        except ValueError:
-            raise self.fail(name, "must be a number") from None
-        if not (lo < number <= hi) or math.isnan(number):
-            raise self.fail(name, f"must be more than {lo:g} and at most {hi:g}")
-        return number
-
-    def optional_number(self, name: str) -> float | None:
-        if self._raw.get(name) is None:
-            self._seen.add(name)
-            return None
-        return self.number(name, lo=-math.inf)
-
-    def flag(self, name: str, default: bool = _MISSING) -> bool:
-        value = self._get(name, default)
-        if not isinstance(value, bool):
-            raise self.fail(name, "must be true or false")
-        return value
-
-    def choice(self, name: str, choices: Sequence[T], default: T = _MISSING) -> T:
-        value = self._get(name, default)
-        if value not in choices:
-            raise self.fail(name, f"must be one of {', '.join(map(str, choices))}")
-        return value  # type: ignore[no-any-return]
-
-    def texts(self, name: str, default: Sequence[str] = _MISSING) -> tuple[str, ...]:
-        value = self._get(name, default)
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise self.fail(name, "must be a list of strings")
-        if not all(isinstance(item, str) and item.strip() for item in value):
-            raise self.fail(name, "must be a list of non-empty strings")
-        return tuple(item.strip() for item in value)
-
-    def stages(self, default: Sequence[str]) -> frozenset[str]:
-        values = self.texts("stages", default)
-        bad = [v for v in values if v not in STAGES]
-        if bad or not values:
-            raise self.fail("stages", f"must be a non-empty list of {', '.join(sorted(STAGES))}")
-        return frozenset(values)
-
-    def int_map(self, name: str) -> dict[str, int]:
-        value = self._get(name, {})
-        if not isinstance(value, Mapping):
-            raise self.fail(name, "must be a mapping")
-        result: dict[str, int] = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or isinstance(item, bool) or not isinstance(item, int):
-                raise self.fail(name, "must map strings to whole numbers")
-            result[key] = item
-        return result
-
-    def section(self, name: str) -> ConfigReader | None:
-        value = self._get(name, None)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            raise self.fail(name, "must be a mapping")
-        return ConfigReader(f"{self.kind}.{name}", value)
-
-    def done(self) -> None:
-        """Reject keys nobody read, so a typo in a stored config fails loudly."""
-        unknown = sorted(set(self._raw) - self._seen)
-        if unknown:
-            raise ConfigError(f"{self.kind}: unknown field(s) {', '.join(map(str, unknown))}")
+    if isinstance(value, Mapping):
+        return {
+            key: _given(item)
+            for key, item in value.items()
+            if item is not None and not (isinstance(item, str) and not item.strip())
+        }
+    if isinstance(value, list | tuple):
+        return [_given(item) for item in value]
+    return value

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from msgspec import Meta
+from msgspec.structs import force_setattr
+
 from calltracker.integrations.base import (
-    ConfigReader,
+    HANGUP,
+    ConfigShape,
     ConfiguredAdapter,
     DeliveryResult,
     HttpReply,
     LeadCall,
+    Stages,
+    Text,
+    Url,
     http_error,
     iso_utc,
     send,
@@ -47,70 +53,41 @@ _AUTH_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Bitrix24App:
+class Bitrix24App(ConfigShape, frozen=True):
     """OAuth credentials of a local Bitrix24 app; the telephony methods refuse webhooks."""
 
-    portal_url: str
-    client_id: str
+    portal_url: Url
+    client_id: Text
     client_secret: Secret
     access_token: Secret
     refresh_token: Secret
-    oauth_url: str = "https://oauth.bitrix.info/oauth/token/"
+    oauth_url: Url = "https://oauth.bitrix.info/oauth/token/"
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "portal_url", self.portal_url.rstrip("/"))
 
 
-@dataclass(frozen=True)
-class Bitrix24Config:
+class Bitrix24Config(ConfigShape, frozen=True):
     """One Bitrix24 portal."""
 
     webhook_url: Secret  # https://{portal}/rest/{user_id}/{code}/: the code is a credential
-    source_id: str = "CALL"
-    responsible_user_id: int = 1
-    operator_users: dict[str, int] = field(default_factory=dict)  # extension -> Bitrix user id
+    source_id: Annotated[str, Meta(max_length=50)] = "CALL"
+    responsible_user_id: Annotated[int, Meta(ge=1)] = 1
+    operator_users: dict[str, int] = {}  # extension -> Bitrix user id
     repeat_caller: Literal["attach", "new_lead"] = "attach"
     register_sonet_event: bool = True
-    originator_id: str = "calltracker"
+    originator_id: Annotated[str, Meta(max_length=100)] = "calltracker"
     call_logging: Literal["telephony", "activity"] = "telephony"
     app: Bitrix24App | None = None
-    stages: frozenset[str] = frozenset({"hangup"})
-    rate_limit: float = 2.0  # the non-Enterprise leaky bucket drains 2 requests a second
-    timeout: float = 60.0  # Bitrix itself gives a request 60 s
+    stages: Stages = HANGUP
+    # The non-Enterprise leaky bucket drains 2 requests a second.
+    rate_limit: Annotated[float, Meta(gt=0, le=50)] = 2.0
+    timeout: Annotated[float, Meta(gt=0, le=120)] = 60.0  # Bitrix itself gives a request 60 s
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> Bitrix24Config:
-        r = ConfigReader(KIND, raw)
-        webhook_url = r.secret("webhook_url")
-        parts = urlsplit(webhook_url.reveal())
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.webhook_url.reveal())
         if parts.scheme not in ("http", "https") or not parts.netloc or "/rest/" not in parts.path:
-            raise r.fail("webhook_url", "must look like https://{portal}/rest/{user_id}/{code}/")
-        app_reader = r.section("app")
-        app = None
-        if app_reader is not None:
-            app = Bitrix24App(
-                portal_url=app_reader.url("portal_url").rstrip("/"),
-                client_id=app_reader.text("client_id"),
-                client_secret=app_reader.secret("client_secret"),
-                access_token=app_reader.secret("access_token"),
-                refresh_token=app_reader.secret("refresh_token"),
-                oauth_url=app_reader.url("oauth_url", Bitrix24App.oauth_url),
-            )
-            app_reader.done()
-        config = cls(
-            webhook_url=webhook_url,
-            source_id=r.text("source_id", cls.source_id, max_len=50),
-            responsible_user_id=r.integer("responsible_user_id", cls.responsible_user_id, lo=1),
-            operator_users=r.int_map("operator_users"),
-            repeat_caller=r.choice("repeat_caller", ("attach", "new_lead"), cls.repeat_caller),
-            register_sonet_event=r.flag("register_sonet_event", cls.register_sonet_event),
-            originator_id=r.text("originator_id", cls.originator_id, max_len=100),
-            call_logging=r.choice("call_logging", ("telephony", "activity"), cls.call_logging),
-            app=app,
-            stages=r.stages(sorted(cls.stages)),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=50),
-            timeout=r.number("timeout", cls.timeout, hi=120),
-        )
-        r.done()
-        return config
+            raise ValueError("webhook_url: must look like https://{portal}/rest/{user_id}/{code}/")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
-"""Integrations per site: config checked by the adapter's own parser, secrets never shown back."""
+"""Integrations per site: config checked by its kind's model, secrets never shown back."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import is_dataclass
 from datetime import datetime
 from typing import Any
 
+from msgspec import inspect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,6 @@ from calltracker.integrations.outbox import store
 from calltracker.settings import Secret
 
 TRIGGERS = ("every", "unique", "target")
-# A field the parser does not type as Secret is still hidden if its name says it is one.
-_SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 
 
 class UnknownIntegration(NotFound):
@@ -47,21 +45,39 @@ def adapter_stages(kind: str, raw: Mapping[str, Any]) -> frozenset[str]:
     return stages
 
 
-def _looks_secret(name: str) -> bool:
-    low = name.lower()
-    return any(word in low for word in _SECRET_WORDS)
+def _is_secret(kind: inspect.Type) -> bool:
+    if isinstance(kind, inspect.UnionType):
+        return any(_is_secret(member) for member in kind.types)
+    return isinstance(kind, inspect.CustomType) and kind.cls is Secret
 
 
-def _paths(raw: Mapping[str, Any], parsed: Any, prefix: str = "") -> Iterator[tuple[str, bool]]:
-    """(dotted path, is secret) of every leaf in ``raw``."""
+def _section(kind: inspect.Type) -> inspect.StructType | None:
+    """The struct a field holds (``app: Bitrix24App | None``), if it holds one."""
+    if isinstance(kind, inspect.UnionType):
+        return next((m for m in kind.types if isinstance(m, inspect.StructType)), None)
+    return kind if isinstance(kind, inspect.StructType) else None
+
+
+def _paths(
+    raw: Mapping[str, Any], model: inspect.StructType | None, prefix: str = ""
+) -> Iterator[tuple[str, bool]]:
+    """(dotted path, is secret) of every leaf in ``raw``, by the field types of its model."""
+    fields = {f.encode_name: f.type for f in model.fields} if model is not None else {}
     for key, value in raw.items():
         path = f"{prefix}{key}"
-        attr = getattr(parsed, str(key), None) if parsed is not None else None
-        if isinstance(value, Mapping) and not isinstance(attr, Secret):
-            yield from _paths(value, attr if is_dataclass(attr) else None, f"{path}.")
+        kind = fields.get(str(key))
+        if kind is None:
+            # Not a field of the model (or no model): perhaps a mistyped secret, so hidden.
+            if isinstance(value, Mapping):
+                yield from _paths(value, None, f"{path}.")
+            else:
+                yield path, True
+        elif _is_secret(kind):
+            yield path, True
+        elif isinstance(value, Mapping) and (section := _section(kind)) is not None:
+            yield from _paths(value, section, f"{path}.")
         else:
-            # Unparsed (parsed is None): every leaf counts as secret, to be safe.
-            yield path, parsed is None or isinstance(attr, Secret) or _looks_secret(str(key))
+            yield path, False
 
 
 def _without(raw: Mapping[str, Any], hidden: set[str], prefix: str = "") -> dict[str, Any]:
@@ -81,11 +97,13 @@ def _without(raw: Mapping[str, Any], hidden: set[str], prefix: str = "") -> dict
 
 def masked_config(kind: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(the config without its secrets, the secret fields that are set)."""
-    try:
-        parsed = registry.parse_config(kind, raw) if kind in registry.KINDS else None
-    except ConfigError:
-        parsed = None
-    secrets = {path for path, secret in _paths(raw, parsed) if secret}
+    known = registry.KINDS.get(kind)
+    model = inspect.type_info(known.config) if known is not None else None
+    secrets = {
+        path
+        for path, secret in _paths(raw, model if isinstance(model, inspect.StructType) else None)
+        if secret
+    }
     is_set = {path for path in secrets if _value_at(raw, path) not in (None, "")}
     return _without(raw, secrets), sorted(is_set)
 

@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from calltracker.integrations.base import (
-    ConfigReader,
+    HANGUP,
+    ConfigShape,
     ConfiguredAdapter,
+    Currency,
     DeliveryResult,
     HttpReply,
     LeadCall,
+    Stage,
+    Url,
     http_error,
     send,
 )
 from calltracker.integrations.errors import PermanentError, TemporaryError
 from calltracker.settings import Secret
+from calltracker.shapes import INVALID
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +58,38 @@ def check_event_name(name: str) -> None:
         raise ValueError(f"{name!r} is reserved by Google Analytics")
 
 
-@dataclass(frozen=True)
-class Ga4Config:
+class Ga4Config(ConfigShape, frozen=True):
     """One GA4 web data stream."""
 
-    measurement_id: str
+    measurement_id: Annotated[
+        str,
+        Meta(
+            pattern=r"^G-[A-Z0-9]+$",
+            max_length=40,
+            description="the stream's measurement id, G-XXXXXXX",
+            extra={INVALID: "must look like G-XXXXXXX (the stream's measurement id)"},
+        ),
+    ]
     api_secret: Secret
-    event_name: str = "phone_call"
+    event_name: Annotated[str, Meta(max_length=40)] = "phone_call"
     only_target: bool = False
     value: float | None = None  # conversion value of a call, if the marketer sets one
-    currency: str = "RUB"
+    currency: Currency = "RUB"
     validate: bool = False  # send to /debug/mp/collect first and stop on any validation message
-    base_url: str = "https://www.google-analytics.com"
-    stages: frozenset[str] = field(default=frozenset({"hangup"}), init=False)
-    rate_limit: float = 10.0
-    timeout: float = 15.0
+    base_url: Url = "https://www.google-analytics.com"
+    rate_limit: Annotated[float, Meta(gt=0, le=100)] = 10.0
+    timeout: Annotated[float, Meta(gt=0, le=60)] = 15.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> Ga4Config:
-        r = ConfigReader(KIND, raw)
-        measurement_id = r.text("measurement_id", max_len=40)
-        if not re.match(r"^G-[A-Z0-9]+$", measurement_id):
-            raise r.fail("measurement_id", "must look like G-XXXXXXX (the stream's measurement id)")
-        event_name = r.text("event_name", cls.event_name, max_len=40)
+    def __post_init__(self) -> None:
         try:
-            check_event_name(event_name)
+            check_event_name(self.event_name)
         except ValueError as err:
-            raise r.fail("event_name", str(err)) from None
-        currency = r.text("currency", cls.currency, max_len=3)
-        if not re.match(r"^[A-Z]{3}$", currency):
-            raise r.fail("currency", "must be an ISO 4217 code such as RUB")
-        config = cls(
-            measurement_id=measurement_id,
-            api_secret=r.secret("api_secret"),
-            event_name=event_name,
-            only_target=r.flag("only_target", cls.only_target),
-            value=r.optional_number("value"),
-            currency=currency,
-            validate=r.flag("validate", cls.validate),
-            base_url=r.url("base_url", cls.base_url).rstrip("/"),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=100),
-            timeout=r.number("timeout", cls.timeout, hi=60),
-        )
-        r.done()
-        return config
+            raise ValueError(f"event_name: {err}") from None
+        force_setattr(self, "base_url", self.base_url.rstrip("/"))
+
+    @property
+    def stages(self) -> frozenset[Stage]:
+        return HANGUP  # an event per finished call; not configurable
 
 
 def build_payload(call: LeadCall, config: Ga4Config) -> dict[str, Any]:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from calltracker.integrations.base import (
+    HANGUP,
     BatchResult,
-    ConfigReader,
+    ConfigShape,
     ConfiguredAdapter,
+    Currency,
     DeliveryResult,
     HttpReply,
     LeadCall,
+    Stage,
+    Text,
+    Url,
     http_error,
     send,
 )
@@ -42,49 +48,31 @@ BASE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class MetricaConfig:
+class MetricaConfig(ConfigShape, frozen=True):
     """One Metrica counter."""
 
-    counter_id: int
+    counter_id: Annotated[int, Meta(ge=1)]
     oauth_token: Secret
-    join_window_days: int = 21  # Metrica joins a call to a visit at most 21 days old
+    # Metrica joins a call to a visit at most 21 days old.
+    join_window_days: Annotated[int, Meta(ge=1, le=365)] = 21
     price: float | None = None
-    currency: str = "RUB"
-    call_url_template: str = ""  # e.g. https://ct.example/calls/{call_id}, for CallTrackerURL
-    new_goal_name: str = ""
-    comment: str = "calltracker"
+    currency: Currency = "RUB"
+    call_url_template: Text = ""  # e.g. https://ct.example/calls/{call_id}, for CallTrackerURL
+    new_goal_name: Annotated[str, Meta(max_length=255)] = ""
+    comment: Annotated[str, Meta(max_length=255)] = "calltracker"
     send_client_id_type: bool = True
-    base_url: str = "https://api-metrika.yandex.net"
-    stages: frozenset[str] = field(default=frozenset({"hangup"}), init=False)
-    rate_limit: float = 1.0  # one upload per run; the quota that matters is 5000 a day
-    timeout: float = 60.0
+    base_url: Url = "https://api-metrika.yandex.net"
+    rate_limit: Annotated[float, Meta(gt=0, le=30)] = 1.0  # one upload per run; 5000 a day
+    timeout: Annotated[float, Meta(gt=0, le=300)] = 60.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> MetricaConfig:
-        r = ConfigReader(KIND, raw)
-        template = r.text("call_url_template", cls.call_url_template)
-        if template and "{call_id}" not in template:
-            raise r.fail("call_url_template", "must contain {call_id}")
-        currency = r.text("currency", cls.currency, max_len=3)
-        if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
-            raise r.fail("currency", "must be an ISO 4217 code such as RUB")
-        config = cls(
-            counter_id=r.integer("counter_id", lo=1),
-            oauth_token=r.secret("oauth_token"),
-            join_window_days=r.integer("join_window_days", cls.join_window_days, lo=1, hi=365),
-            price=r.optional_number("price"),
-            currency=currency,
-            call_url_template=template,
-            new_goal_name=r.text("new_goal_name", cls.new_goal_name, max_len=255),
-            comment=r.text("comment", cls.comment, max_len=255),
-            send_client_id_type=r.flag("send_client_id_type", cls.send_client_id_type),
-            base_url=r.url("base_url", cls.base_url).rstrip("/"),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=30),
-            timeout=r.number("timeout", cls.timeout, hi=300),
-        )
-        r.done()
-        return config
+    def __post_init__(self) -> None:
+        if self.call_url_template and "{call_id}" not in self.call_url_template:
+            raise ValueError("call_url_template: must contain {call_id}")
+        force_setattr(self, "base_url", self.base_url.rstrip("/"))
+
+    @property
+    def stages(self) -> frozenset[Stage]:
+        return HANGUP  # uploads finished calls only
 
     def columns(self) -> tuple[str, ...]:
         columns: tuple[str, ...] = BASE_COLUMNS

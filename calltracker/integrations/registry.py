@@ -11,25 +11,29 @@ import aiohttp
 
 from calltracker.clock import utcnow
 from calltracker.integrations import amocrm, bitrix24, ga4, metrica, webhook
-from calltracker.integrations.base import Adapter, AdapterConfig, TokenSaver
+from calltracker.integrations.base import Adapter, AdapterConfig, TokenSaver, decode_config
 from calltracker.integrations.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Kind:
     name: str
-    parse: Callable[[Mapping[str, Any]], AdapterConfig]  # a stored config, checked and typed
+    config: type[AdapterConfig]  # a ConfigShape: the stored config's types, limits, secrets
     adapter: Callable[..., Adapter]  # (config, session, *, clock, on_tokens_refreshed)
+
+    def parse(self, raw: Mapping[str, Any]) -> AdapterConfig:
+        """A stored config, checked and typed; ConfigError names ``kind.field``."""
+        return decode_config(self.name, self.config, raw)
 
 
 KINDS: Mapping[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind(bitrix24.KIND, bitrix24.Bitrix24Config.from_config, bitrix24.Bitrix24Adapter),
-        Kind(amocrm.KIND, amocrm.AmoCrmConfig.from_config, amocrm.AmoCrmAdapter),
-        Kind(webhook.KIND, webhook.WebhookConfig.from_config, webhook.WebhookAdapter),
-        Kind(ga4.KIND, ga4.Ga4Config.from_config, ga4.Ga4Adapter),
-        Kind(metrica.KIND, metrica.MetricaConfig.from_config, metrica.MetricaAdapter),
+        Kind(bitrix24.KIND, bitrix24.Bitrix24Config, bitrix24.Bitrix24Adapter),
+        Kind(amocrm.KIND, amocrm.AmoCrmConfig, amocrm.AmoCrmAdapter),
+        Kind(webhook.KIND, webhook.WebhookConfig, webhook.WebhookAdapter),
+        Kind(ga4.KIND, ga4.Ga4Config, ga4.Ga4Adapter),
+        Kind(metrica.KIND, metrica.MetricaConfig, metrica.MetricaAdapter),
     )
 }
 

@@ -13,17 +13,20 @@ import logging
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+from msgspec import Meta
 
 from calltracker.integrations import roistat
 from calltracker.integrations.base import (
-    ConfigReader,
+    HANGUP,
+    ConfigShape,
     ConfiguredAdapter,
     DeliveryResult,
     LeadCall,
+    Stages,
     parse_retry_after,
     send,
 )
@@ -69,46 +72,28 @@ def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str
     )
 
 
-@dataclass(frozen=True)
-class WebhookConfig:
+class WebhookConfig(ConfigShape, frozen=True):
     """One receiver URL."""
 
     url: Secret  # receivers often put a token in the path or query
     secret: Secret
     previous_secret: Secret | None = None  # during rotation we sign with both
     format: Literal["standard", "roistat"] = "standard"
-    stages: frozenset[str] = frozenset({"hangup"})
-    timeout: float = 20.0  # Standard Webhooks: 15-30 s
-    rate_limit: float = 10.0
+    stages: Stages = HANGUP
+    timeout: Annotated[float, Meta(gt=0, le=60)] = 20.0  # Standard Webhooks: 15-30 s
+    rate_limit: Annotated[float, Meta(gt=0, le=100)] = 10.0
     allow_private_network: bool = False  # only for tests and receivers on our own LAN
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> WebhookConfig:
-        r = ConfigReader(KIND, raw)
-        url = r.secret("url")
-        parts = urlsplit(url.reveal())
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url.reveal())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise r.fail("url", "must be an http:// or https:// URL")
-        secret = r.secret("secret")
-        previous = r.secret("previous_secret", required=False) or None
-        for name, value in (("secret", secret), ("previous_secret", previous)):
+            raise ValueError("url: must be an http:// or https:// URL")
+        for name, value in (("secret", self.secret), ("previous_secret", self.previous_secret)):
             if value is not None:
                 try:
                     secret_key(value)
                 except ValueError as err:
-                    raise r.fail(name, str(err)) from None
-        config = cls(
-            url=url,
-            secret=secret,
-            previous_secret=previous,
-            format=r.choice("format", ("standard", "roistat"), cls.format),
-            stages=r.stages(sorted(cls.stages)),
-            timeout=r.number("timeout", cls.timeout, hi=60),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=100),
-            allow_private_network=r.flag("allow_private_network", cls.allow_private_network),
-        )
-        r.done()
-        return config
+                    raise ValueError(f"{name}: {err}") from None
 
     def keys(self) -> list[bytes]:
         keys = [secret_key(self.secret)]

@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from calltracker.integrations.amocrm import AmoCrmAdapter, AmoCrmConfig
+from calltracker.integrations.amocrm import AmoCrmAdapter
 from calltracker.integrations.base import RateLimiter
 from calltracker.integrations.errors import AuthError, ConfigError, PermanentError, TemporaryError
+from calltracker.integrations.registry import parse_config
 
 from .calls import CALL, a_call, key
 from .fakes.amocrm import FakeAmoCrm
@@ -19,7 +20,7 @@ from .fakes.amocrm import FakeAmoCrm
 
 def make(amo: FakeAmoCrm, session: aiohttp.ClientSession, **config: Any) -> AmoCrmAdapter:
     raw = {"base_url": amo.url, "access_token": amo.token, **config}
-    return AmoCrmAdapter(AmoCrmConfig.from_config(raw), session)
+    return AmoCrmAdapter(parse_config("amocrm", raw), session)
 
 
 def values_by_code(entity: dict[str, Any]) -> dict[str, str]:
@@ -201,7 +202,7 @@ async def test_a_bad_token_is_an_auth_error(
     amo: FakeAmoCrm, session: aiohttp.ClientSession
 ) -> None:
     adapter = AmoCrmAdapter(
-        AmoCrmConfig.from_config({"base_url": amo.url, "access_token": "wrong"}), session
+        parse_config("amocrm", {"base_url": amo.url, "access_token": "wrong"}), session
     )
 
     with pytest.raises(AuthError) as caught:
@@ -256,7 +257,7 @@ async def test_the_fake_rejects_a_client_that_ignores_the_rate_limit(
     amo: FakeAmoCrm, session: aiohttp.ClientSession
 ) -> None:
     adapter = AmoCrmAdapter(
-        AmoCrmConfig.from_config({"base_url": amo.url, "access_token": amo.token}),
+        parse_config("amocrm", {"base_url": amo.url, "access_token": amo.token}),
         session,
         limiter=RateLimiter(1000),
     )
@@ -271,8 +272,8 @@ async def test_the_fake_rejects_a_client_that_ignores_the_rate_limit(
 
 def test_the_config_refuses_a_rate_above_amocrm_limit() -> None:
     with pytest.raises(ConfigError, match=r"amocrm\.rate_limit"):
-        AmoCrmConfig.from_config(
-            {"base_url": "https://x.amocrm.ru", "access_token": "t", "rate_limit": 10}
+        parse_config(
+            "amocrm", {"base_url": "https://x.amocrm.ru", "access_token": "t", "rate_limit": 10}
         )
 
 

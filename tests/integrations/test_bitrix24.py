@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from calltracker.integrations.bitrix24 import Bitrix24Adapter, Bitrix24Config
+from calltracker.integrations.bitrix24 import Bitrix24Adapter
 from calltracker.integrations.errors import AuthError, PermanentError, TemporaryError
+from calltracker.integrations.registry import parse_config
 from calltracker.settings import Secret
 
 from .calls import CALL, a_call, key
@@ -19,7 +20,7 @@ from .fakes.bitrix24 import FakeBitrix24
 
 def make(bitrix: FakeBitrix24, session: aiohttp.ClientSession, **config: Any) -> Bitrix24Adapter:
     raw = {"webhook_url": bitrix.webhook_url, "rate_limit": 50, **config}
-    return Bitrix24Adapter(Bitrix24Config.from_config(raw), session)
+    return Bitrix24Adapter(parse_config("bitrix24", raw), session)
 
 
 def with_app(bitrix: FakeBitrix24, **extra: Any) -> dict[str, Any]:
@@ -263,8 +264,8 @@ async def test_an_expired_app_token_is_refreshed_once_and_the_call_retried(
     async def save(access: Secret, refresh: Secret) -> None:
         saved.append((access, refresh))
 
-    config = Bitrix24Config.from_config(
-        {"webhook_url": bitrix.webhook_url, "rate_limit": 50, "app": with_app(bitrix)}
+    config = parse_config(
+        "bitrix24", {"webhook_url": bitrix.webhook_url, "rate_limit": 50, "app": with_app(bitrix)}
     )
     bitrix.expire_access_token()
 
@@ -281,7 +282,7 @@ async def test_a_wrong_webhook_code_is_an_auth_error(
     raw = {"webhook_url": f"{bitrix.url}/rest/1/not-the-code/"}
 
     with pytest.raises(AuthError) as caught:
-        await Bitrix24Adapter(Bitrix24Config.from_config(raw), session).deliver(CALL, key(CALL))
+        await Bitrix24Adapter(parse_config("bitrix24", raw), session).deliver(CALL, key(CALL))
 
     assert (caught.value.status, caught.value.code) == (401, "NO_AUTH_FOUND")
     assert bitrix.leads == {}

@@ -11,7 +11,8 @@ import pytest
 
 from calltracker.integrations.base import Visit
 from calltracker.integrations.errors import ConfigError, PermanentError, TemporaryError
-from calltracker.integrations.ga4 import Ga4Adapter, Ga4Config
+from calltracker.integrations.ga4 import Ga4Adapter
+from calltracker.integrations.registry import parse_config
 
 from .calls import CALL, NOW, a_call, key
 from .fakes.ga4 import FakeGa4
@@ -24,7 +25,7 @@ def make(ga4: FakeGa4, session: aiohttp.ClientSession, **config: Any) -> Ga4Adap
         "base_url": ga4.url,
         **config,
     }
-    return Ga4Adapter(Ga4Config.from_config(raw), session, clock=lambda: NOW)
+    return Ga4Adapter(parse_config("ga4", raw), session, clock=lambda: NOW)
 
 
 async def test_a_call_is_one_valid_event_on_the_visitor_client_id(
@@ -76,9 +77,7 @@ async def test_the_event_name_is_configurable(ga4: FakeGa4, session: aiohttp.Cli
 )
 def test_an_event_name_ga4_would_reject_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match=r"ga4\.event_name"):
-        Ga4Config.from_config(
-            {"measurement_id": "G-TEST123", "api_secret": "s", "event_name": name}
-        )
+        parse_config("ga4", {"measurement_id": "G-TEST123", "api_secret": "s", "event_name": name})
 
 
 async def test_long_values_are_cut_to_ga4_limit(

@@ -11,7 +11,8 @@ import pytest
 
 from calltracker.integrations.base import Visit
 from calltracker.integrations.errors import AuthError, PermanentError, TemporaryError
-from calltracker.integrations.metrica import MetricaAdapter, MetricaConfig
+from calltracker.integrations.metrica import MetricaAdapter
+from calltracker.integrations.registry import parse_config
 
 from .calls import CALL, NOW, a_call, key
 from .fakes.metrica import FakeMetrica
@@ -37,7 +38,7 @@ def make(metrica: FakeMetrica, session: aiohttp.ClientSession, **config: Any) ->
         "base_url": metrica.url,
         **config,
     }
-    return MetricaAdapter(MetricaConfig.from_config(raw), session, clock=lambda: NOW)
+    return MetricaAdapter(parse_config("metrica", raw), session, clock=lambda: NOW)
 
 
 async def test_a_batch_is_one_csv_upload_with_exactly_our_columns(
@@ -201,7 +202,7 @@ async def test_a_bad_token_is_an_auth_error(
 
     with pytest.raises(AuthError) as caught:
         await MetricaAdapter(
-            MetricaConfig.from_config(raw), session, clock=lambda: NOW
+            parse_config("metrica", raw), session, clock=lambda: NOW
         ).deliver_batch([CALL])
 
     assert caught.value.code == "invalid_token"

@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from calltracker.integrations.amocrm import AmoCrmAdapter, AmoCrmConfig
-from calltracker.integrations.bitrix24 import Bitrix24Adapter, Bitrix24Config
+from calltracker.integrations.amocrm import AmoCrmAdapter
+from calltracker.integrations.bitrix24 import Bitrix24Adapter
 from calltracker.integrations.errors import IntegrationError
-from calltracker.integrations.ga4 import Ga4Adapter, Ga4Config
-from calltracker.integrations.metrica import MetricaAdapter, MetricaConfig
-from calltracker.integrations.webhook import WebhookAdapter, WebhookConfig
+from calltracker.integrations.ga4 import Ga4Adapter
+from calltracker.integrations.metrica import MetricaAdapter
+from calltracker.integrations.registry import parse_config
+from calltracker.integrations.webhook import WebhookAdapter
 
 from .calls import CALL, NOW, key
 from .fakes.amocrm import FakeAmoCrm
@@ -38,7 +39,8 @@ def bitrix_case() -> Case:
     fake = FakeBitrix24()
 
     def build(session: aiohttp.ClientSession) -> Built:
-        config = Bitrix24Config.from_config(
+        config = parse_config(
+            "bitrix24",
             {
                 "webhook_url": fake.webhook_url,
                 "rate_limit": 50,
@@ -50,7 +52,7 @@ def bitrix_case() -> Case:
                     "refresh_token": fake.refresh_token,
                     "oauth_url": f"{fake.url}/oauth/token/",
                 },
-            }
+            },
         )
         return Bitrix24Adapter(config, session)
 
@@ -62,7 +64,7 @@ def amo_case() -> Case:
     return (
         fake,
         lambda s: AmoCrmAdapter(
-            AmoCrmConfig.from_config({"base_url": fake.url, "access_token": fake.token}), s
+            parse_config("amocrm", {"base_url": fake.url, "access_token": fake.token}), s
         ),
         [fake.token],
     )
@@ -74,7 +76,7 @@ def ga4_case() -> Case:
     return (
         fake,
         lambda s: Ga4Adapter(
-            Ga4Config.from_config({**raw, "base_url": fake.url}), s, clock=lambda: NOW
+            parse_config("ga4", {**raw, "base_url": fake.url}), s, clock=lambda: NOW
         ),
         [fake.api_secret],
     )
@@ -86,7 +88,7 @@ def metrica_case() -> Case:
     return (
         fake,
         lambda s: MetricaAdapter(
-            MetricaConfig.from_config({**raw, "base_url": fake.url}), s, clock=lambda: NOW
+            parse_config("metrica", {**raw, "base_url": fake.url}), s, clock=lambda: NOW
         ),
         [fake.token],
     )
@@ -101,7 +103,7 @@ def webhook_case() -> Case:
             "secret": WEBHOOK_SECRET,
             "allow_private_network": True,
         }
-        return WebhookAdapter(WebhookConfig.from_config(raw), session, clock=lambda: NOW)
+        return WebhookAdapter(parse_config("webhook", raw), session, clock=lambda: NOW)
 
     return fake, build, [WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), RECEIVER_TOKEN]
 

@@ -21,9 +21,9 @@ from calltracker.integrations.errors import (
     PermanentError,
     TemporaryError,
 )
+from calltracker.integrations.registry import parse_config
 from calltracker.integrations.webhook import (
     WebhookAdapter,
-    WebhookConfig,
     build_payload,
     generate_secret,
 )
@@ -65,7 +65,7 @@ def make(
     **config: Any,
 ) -> WebhookAdapter:
     raw = {"url": receiver.hook_url, "secret": SECRET, "allow_private_network": True, **config}
-    return WebhookAdapter(WebhookConfig.from_config(raw), session, clock=clock or (lambda: NOW))
+    return WebhookAdapter(parse_config("webhook", raw), session, clock=clock or (lambda: NOW))
 
 
 async def test_a_delivery_verifies_with_the_documented_secret_and_headers(
@@ -266,7 +266,7 @@ async def test_private_addresses_are_refused_by_default(
     receiver: FakeWebhookReceiver, session: aiohttp.ClientSession
 ) -> None:
     adapter = WebhookAdapter(
-        WebhookConfig.from_config({"url": receiver.hook_url, "secret": SECRET}), session
+        parse_config("webhook", {"url": receiver.hook_url, "secret": SECRET}), session
     )
 
     with pytest.raises(PermanentError, match="non-public address"):
@@ -303,7 +303,7 @@ async def test_the_roistat_format_sends_roistat_fields(
 )
 def test_a_bad_secret_is_a_config_error_that_does_not_show_it(secret: str) -> None:
     with pytest.raises(ConfigError, match=r"webhook\.secret") as caught:
-        WebhookConfig.from_config({"url": "https://hooks.example/in", "secret": secret})
+        parse_config("webhook", {"url": "https://hooks.example/in", "secret": secret})
 
     assert secret not in str(caught.value)
 
