@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+from msgspec.structs import force_setattr
 from sqlalchemy import select
 
 from calltracker.catalog.cache import CatalogCache, NumberInfo, SiteInfo
@@ -20,7 +22,7 @@ from calltracker.errors import Forbidden, Invalid, NotFound
 from calltracker.tracking.attribution import attribute
 from calltracker.tracking.bots import is_bot
 from calltracker.tracking.classify import Source, classify
-from calltracker.tracking.writer import VisitorTouch, VisitWriter
+from calltracker.tracking.writer import VisitorTouch, VisitRow, VisitWriter
 from number_pool import PoolBackend
 
 VISITOR_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
@@ -45,54 +47,62 @@ class OriginNotAllowed(Forbidden):
     code = "origin_not_allowed"
 
 
-@dataclass(frozen=True)
-class VisitRequest:
+class VisitRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What the widget sends to start a visit: POST /api/v1/visits."""
+
     site_key: str
     url: str
-    visitor_id: str | None = None
+    visitor_id: str | None = None  # the widget's first-party id; none yet: we make one
     referrer: str = ""
     ga_client_id: str = ""
     ym_client_id: str = ""
-    user_agent: str = ""
-    origin_host: str | None = None  # host of the Origin header, when the browser sent one
+
+    def __post_init__(self) -> None:
+        # Values pasted or copied by page scripts come with stray spaces now and then.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value != value.strip():
+                force_setattr(self, name, value.strip())
+        if self.visitor_id == "":
+            force_setattr(self, "visitor_id", None)
 
 
-@dataclass(frozen=True)
-class VisitResult:
+_TEXT_FIELDS = ("site_key", "url", "visitor_id", "referrer", "ga_client_id", "ym_client_id")
+
+
+class VisitResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The number a visit shows, and why: the answer to POST /api/v1/visits."""
+
     visit_id: str
     visitor_id: str
-    number: str
-    display: str
-    kind: str
-    ttl: int
+    number: str  # E.164
+    display: str  # as the site's country writes it
+    kind: Literal["pool", "static", "default"]
+    ttl: int  # seconds until the widget pings to keep the number
     source: str
     medium: str
     campaign: str
     keyword: str
     default_number: str
-    selectors: tuple[str, ...]
+    selectors: tuple[str, ...]  # CSS selectors of the page's phone numbers
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "visit_id": self.visit_id,
-            "visitor_id": self.visitor_id,
-            "number": self.number,
-            "display": self.display,
-            "kind": self.kind,
-            "ttl": self.ttl,
-            "source": self.source,
-            "medium": self.medium,
-            "campaign": self.campaign,
-            "keyword": self.keyword,
-            "default_number": self.default_number,
-            "selectors": list(self.selectors),
-        }
+
+class PingResult(msgspec.Struct, frozen=True):
+    """The number a visit keeps, and for how long: the answer to a ping."""
+
+    number: str
+    ttl: int
 
 
 @dataclass(frozen=True)
-class PingResult:
-    number: str
+class NumberChoice:
+    """The number a visit sees and what holds it there."""
+
+    number: NumberInfo
+    kind: Literal["pool", "static", "default"]
     ttl: int
+    pool_id: int | None = None  # a pooled number's pool: the lease that holds it
+    shared: bool = False  # the pool was exhausted and another visitor holds it too
 
 
 def validate_visit(req: VisitRequest) -> None:
@@ -151,9 +161,12 @@ class VisitService:
             raise OriginNotAllowed(f"origin {origin_host!r} is not a domain of this site")
         return site
 
-    async def start_visit(self, req: VisitRequest) -> VisitResult:
+    async def start_visit(
+        self, req: VisitRequest, *, user_agent: str = "", origin_host: str | None = None
+    ) -> VisitResult:
+        """``origin_host``: the host of the Origin header, when the browser sent one."""
         validate_visit(req)
-        site = self.site(req.site_key, req.origin_host)
+        site = self.site(req.site_key, origin_host)
         now = self._clock()
         touch = classify(req.url, req.referrer or None, own_hosts=site.domains)
         visitor_key = req.visitor_id or new_id()
@@ -162,37 +175,35 @@ class VisitService:
             last_non_direct = await self._last_non_direct(site.id, visitor_key)
         attributed = attribute(touch, last_non_direct)
         visit_id = new_id()
-        bot = is_bot(req.user_agent)
-        number, kind, ttl, pool_id, shared = await self._choose_number(
-            site, attributed, visitor_key, visit_id, now, bot
-        )
+        bot = is_bot(user_agent)
+        choice = await self._choose_number(site, attributed, visitor_key, visit_id, now, bot)
         if self._on_visit is not None:
-            self._on_visit(kind, pool_id)
+            self._on_visit(choice.kind, choice.pool_id)
         seen_at = datetime.fromtimestamp(now, UTC)
-        row = {
-            "id": visit_id,
-            "site_id": site.id,
-            "visitor_key": visitor_key,
-            "started_at": seen_at,
-            "url": req.url,
-            "referrer": req.referrer,
-            "ga_client_id": req.ga_client_id,
-            "ym_client_id": req.ym_client_id,
-            "source": attributed.source,
-            "medium": attributed.medium,
-            "campaign": attributed.campaign,
-            "keyword": attributed.keyword,
-            "content": attributed.content,
-            "touch_source": touch.source,
-            "touch_medium": touch.medium,
-            "click_id": touch.click_id,
-            "click_id_type": touch.click_id_type,
-            "number": number.number,
-            "number_kind": kind,
-            "pool_id": pool_id,
-            "shared": shared,
-            "is_bot": bot,
-        }
+        row = VisitRow(
+            id=visit_id,
+            site_id=site.id,
+            visitor_key=visitor_key,
+            started_at=seen_at,
+            url=req.url,
+            referrer=req.referrer,
+            ga_client_id=req.ga_client_id,
+            ym_client_id=req.ym_client_id,
+            source=attributed.source,
+            medium=attributed.medium,
+            campaign=attributed.campaign,
+            keyword=attributed.keyword,
+            content=attributed.content,
+            touch_source=touch.source,
+            touch_medium=touch.medium,
+            click_id=touch.click_id,
+            click_id_type=touch.click_id_type,
+            number=choice.number.number,
+            number_kind=choice.kind,
+            pool_id=choice.pool_id,
+            shared=choice.shared,
+            is_bot=bot,
+        )
         await self._writer.write(
             row,
             VisitorTouch(
@@ -210,10 +221,10 @@ class VisitService:
         return VisitResult(
             visit_id=visit_id,
             visitor_id=visitor_key,
-            number=number.number,
-            display=site.display(number.number),
-            kind=kind,
-            ttl=ttl,
+            number=choice.number.number,
+            display=site.display(choice.number.number),
+            kind=choice.kind,
+            ttl=choice.ttl,
             source=attributed.source,
             medium=attributed.medium,
             campaign=attributed.campaign,
@@ -230,20 +241,28 @@ class VisitService:
         visit_id: str,
         now: float,
         bot: bool,
-    ) -> tuple[NumberInfo, str, int, int | None, bool]:
-        default = NumberInfo(number=site.default_number, site_id=site.id, kind="default")
+    ) -> NumberChoice:
+        default = NumberChoice(
+            NumberInfo(number=site.default_number, site_id=site.id, kind="default"),
+            "default",
+            UNPOOLED_TTL,
+        )
         if bot:
-            return default, "default", UNPOOLED_TTL, None, False
+            return default
         if site.pool is None or not site.pools_traffic(source.medium):
-            return site.fallback, site.fallback.kind, UNPOOLED_TTL, None, False
+            fallback = site.fallback
+            kind: Literal["static", "default"] = "static" if fallback.kind == "static" else "default"
+            return NumberChoice(fallback, kind, UNPOOLED_TTL)
         outcome = await self._pools.lease(site.pool.pool_id, visitor_key, visit_id, now)
         if outcome.lease is None:
-            return default, "default", UNPOOLED_TTL, None, False
+            return default
         lease = outcome.lease
         info = self._catalog.current.numbers.get(lease.number) or NumberInfo(
             number=lease.number, site_id=site.id, kind="pool"
         )
-        return info, "pool", site.pool.hold_seconds, int(site.pool.pool_id), lease.shared
+        return NumberChoice(
+            info, "pool", site.pool.hold_seconds, int(site.pool.pool_id), lease.shared
+        )
 
     async def _last_non_direct(self, site_id: int, visitor_key: str) -> Source | None:
         async with self._sessionmaker() as session:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
 
 from calltracker.catalog.cache import SiteInfo
@@ -22,8 +23,9 @@ from calltracker.errors import CalltrackerError, Forbidden
 from calltracker.keys import visits_key
 from calltracker.tracking.visits import MAX_URL, OriginNotAllowed, VisitRequest
 from calltracker.web.auth import public
-from calltracker.web.errors import error_response, status_for
-from calltracker.web.widget_api import check_rate, text_field
+from calltracker.web.bodies import Refusal, Reply, api
+from calltracker.web.errors import ErrorBody, status_for
+from calltracker.web.widget_api import check_rate
 
 AMP_CACHE_SUFFIXES = (".cdn.ampproject.org", ".amp.cloudflare.com")
 SOURCE_ORIGIN_PARAM = "__amp_source_origin"
@@ -70,7 +72,7 @@ def source_origin(site: SiteInfo, value: str) -> str:
     return value
 
 
-def cors_headers(request: web.Request, site: SiteInfo) -> dict[str, str]:
+def cors_headers(request: web.Request, site: SiteInfo, source_param: str) -> dict[str, str]:
     """AMP's CORS checks, made before any work; the headers a passing request is answered with."""
     headers = {
         "Access-Control-Allow-Credentials": "true",
@@ -84,7 +86,7 @@ def cors_headers(request: web.Request, site: SiteInfo) -> dict[str, str]:
         headers["Access-Control-Allow-Origin"] = origin
     elif request.headers.get("AMP-Same-Origin") != "true":
         raise OriginNotAllowed("a cross-origin request must carry its Origin")
-    source = source_origin(site, request.query.get(SOURCE_ORIGIN_PARAM, ""))
+    source = source_origin(site, source_param)
     headers["AMP-Access-Control-Allow-Source-Origin"] = source
     return headers
 
@@ -97,32 +99,42 @@ def landing_url(request: web.Request, source: str) -> str:
     return source + "/"
 
 
+class AmpQuery(msgspec.Struct, frozen=True):
+    """What amp-call-tracking's config URL carries."""
+
+    site_key: str
+    client_id: str = ""  # CLIENT_ID(ct_vid): the AMP runtime's per-visitor id
+    amp_source_origin: str = msgspec.field(default="", name=SOURCE_ORIGIN_PARAM)
+
+
+class AmpNumber(msgspec.Struct, frozen=True):
+    """amp-call-tracking's response format."""
+
+    phoneNumber: str  # the field names are AMP's
+    formattedPhoneNumber: str
+
+
 @public
-async def amp_number(request: web.Request) -> web.StreamResponse:
-    """GET /api/v1/amp/number: a visit for an AMP page, answered in amp-call-tracking's format."""
-    cors: dict[str, str] = {}
+@api()
+async def amp_number(request: web.Request, query: AmpQuery) -> Reply[AmpNumber]:
+    """A visit for an AMP page, answered in amp-call-tracking's format."""
+    # One visitor's number: no cache may hand it to another.
+    headers = {"Cache-Control": "no-store"}
     try:
         check_rate(request)
-        query = dict(request.query)
         visits = request.app[visits_key]
-        site = visits.site(text_field(query, "site_key", required=True), None)
-        cors = cors_headers(request, site)
-        source = cors["AMP-Access-Control-Allow-Source-Origin"]
+        site = visits.site(query.site_key, None)
+        headers |= cors_headers(request, site, query.amp_source_origin)
+        source = headers["AMP-Access-Control-Allow-Source-Origin"]
         result = await visits.start_visit(
             VisitRequest(
                 site_key=site.key,
                 url=landing_url(request, source),
-                visitor_id=text_field(query, "client_id") or None,
-                user_agent=request.headers.get("User-Agent", ""),
-                origin_host=urlsplit(source).hostname,
-            )
-        )
-        response = web.json_response(
-            {"phoneNumber": result.number, "formattedPhoneNumber": result.display}
+                visitor_id=query.client_id or None,
+            ),
+            user_agent=request.headers.get("User-Agent", ""),
+            origin_host=urlsplit(source).hostname,
         )
     except CalltrackerError as err:
-        response = error_response(status_for(err), err.code, err.message)
-    response.headers.update(cors)
-    # One visitor's number: no cache may hand it to another.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+        raise Refusal(status_for(err), ErrorBody(err.code, err.message), headers) from None
+    return Reply(AmpNumber(result.number, result.display), headers=headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -27,12 +28,29 @@ class Unauthorized(errors.CalltrackerError):
     code = "unauthorized"
 
 
+class TooLarge(errors.CalltrackerError):
+    code = "too_large"
+
+
 STATUS[TooManyRequests] = 429
 STATUS[Unauthorized] = 401
+STATUS[TooLarge] = 413
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """Every error the API answers: a stable code for programs, a message for people."""
+
+    error: str
+    message: str
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return web.Response(
+        body=msgspec.json.encode(ErrorBody(code, message)),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 def status_for(err: errors.CalltrackerError) -> int:

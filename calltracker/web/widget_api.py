@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from calltracker.errors import CalltrackerError, Invalid
-from calltracker.keys import catalog_key, settings_key, visit_limiter_key, visits_key
-from calltracker.tracking.visits import VisitRequest
+from calltracker.errors import CalltrackerError
+from calltracker.keys import catalog_key, visit_limiter_key, visits_key
+from calltracker.tracking.visits import PingResult, VisitRequest, VisitResult
 from calltracker.web.auth import public
+from calltracker.web.bodies import api
 from calltracker.web.client_address import client_ip
 from calltracker.web.errors import TooManyRequests, error_response, status_for
 
 log = logging.getLogger(__name__)
 
 
-class BodyTooLarge(Exception):
-    pass
+class PingBody(msgspec.Struct, frozen=True):
+    """A ping: the site whose number the visit keeps."""
+
+    site_key: str
+
+
+class EventBody(msgspec.Struct, frozen=True):
+    """A page signal: the site, and what happened ("phone_click")."""
+
+    site_key: str
+    type: str
 
 
 def origin_host(request: web.Request) -> str | None:
@@ -37,33 +47,6 @@ def check_rate(request: web.Request) -> None:
         raise TooManyRequests("too many requests from this client; slow down")
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    limit = request.app[settings_key].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BodyTooLarge
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise Invalid(f"malformed JSON: {err}", code="malformed_json") from None
-    if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object", code="malformed_json")
-    return data
-
-
-def text_field(data: dict[str, Any], name: str, *, required: bool = False) -> str:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise Invalid(f"{name} is required", code="invalid_field")
-        return ""
-    if not isinstance(value, str):
-        raise Invalid(f"{name} must be a string", code="invalid_field")
-    return value.strip()
-
-
 def with_cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     host = origin_host(request)
     if host is not None and _origin_allowed_anywhere(request, host):
@@ -77,78 +60,64 @@ def _origin_allowed_anywhere(request: web.Request, host: str) -> bool:
     return any(site.allows_origin(host) for site in catalog.sites_by_id.values())
 
 
-async def _guarded(
-    request: web.Request, call: Callable[[], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Run a handler body, answering errors as JSON that the page is allowed to read."""
-    try:
-        check_rate(request)
-        response = await call()
-    except BodyTooLarge:
-        response = error_response(413, "too_large", "request body is too large")
-    except CalltrackerError as err:
-        response = error_response(status_for(err), err.code, err.message)
-    except Exception:
-        # Still answer with CORS headers: otherwise the browser reports a CORS error on the
-        # customer's page instead of a failed request the widget quietly falls back from.
-        log.exception("event=visit_api_error path=%s", request.path)
-        response = error_response(500, "internal", "internal error; see the server log")
-    return with_cors(request, response)
+def guarded(handler: Handler) -> Handler:
+    """Rate limit a visit API route and answer its errors as JSON the page may read."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            check_rate(request)
+            response = await handler(request)
+        except CalltrackerError as err:
+            response = error_response(status_for(err), err.code, err.message)
+        except Exception:
+            # Still answer with CORS headers: otherwise the browser reports a CORS error on
+            # the customer's page instead of a failed request the widget quietly falls back from.
+            log.exception("event=visit_api_error path=%s", request.path)
+            response = error_response(500, "internal", "internal error; see the server log")
+        return with_cors(request, response)
+
+    return run
 
 
 @public
-async def create_visit(request: web.Request) -> web.StreamResponse:
-    async def body() -> web.StreamResponse:
-        data = await read_json(request)
-        visitor_id = text_field(data, "visitor_id") or None
-        result = await request.app[visits_key].start_visit(
-            VisitRequest(
-                site_key=text_field(data, "site_key", required=True),
-                url=text_field(data, "url", required=True),
-                visitor_id=visitor_id,
-                referrer=text_field(data, "referrer"),
-                ga_client_id=text_field(data, "ga_client_id"),
-                ym_client_id=text_field(data, "ym_client_id"),
-                user_agent=request.headers.get("User-Agent", ""),
-                origin_host=origin_host(request),
-            )
-        )
-        return web.json_response(result.to_json())
-
-    return await _guarded(request, body)
+@guarded
+@api(small=True)
+async def create_visit(request: web.Request, body: VisitRequest) -> VisitResult:
+    """Start a visit: classify the source and lease a number (the widget calls it)."""
+    return await request.app[visits_key].start_visit(
+        body,
+        user_agent=request.headers.get("User-Agent", ""),
+        origin_host=origin_host(request),
+    )
 
 
 @public
-async def ping_visit(request: web.Request) -> web.StreamResponse:
-    async def body() -> web.StreamResponse:
-        data = await read_json(request)
-        result = await request.app[visits_key].ping(
-            request.match_info["visit_id"],
-            text_field(data, "site_key", required=True),
-            origin_host(request),
-        )
-        return web.json_response({"number": result.number, "ttl": result.ttl})
-
-    return await _guarded(request, body)
+@guarded
+@api(small=True)
+async def ping_visit(request: web.Request, body: PingBody) -> PingResult:
+    """Keep the visit's number while the page is open."""
+    return await request.app[visits_key].ping(
+        request.match_info["visit_id"], body.site_key.strip(), origin_host(request)
+    )
 
 
 @public
-async def visit_event(request: web.Request) -> web.StreamResponse:
-    async def body() -> web.StreamResponse:
-        data = await read_json(request)
-        await request.app[visits_key].record_event(
-            request.match_info["visit_id"],
-            text_field(data, "site_key", required=True),
-            text_field(data, "type", required=True),
-            origin_host(request),
-        )
-        return web.Response(status=204)
-
-    return await _guarded(request, body)
+@guarded
+@api(small=True)
+async def visit_event(request: web.Request, body: EventBody) -> None:
+    """Record a page signal such as a click on a tel: link."""
+    await request.app[visits_key].record_event(
+        request.match_info["visit_id"],
+        body.site_key.strip(),
+        body.type.strip(),
+        origin_host(request),
+    )
 
 
 @public
 async def preflight(request: web.Request) -> web.StreamResponse:
+    """CORS preflight for the sites' origins."""
     response = web.Response(status=204)
     host = origin_host(request)
     if host is not None and _origin_allowed_anywhere(request, host):
