@@ -6,7 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
+
+import msgspec
+from msgspec.structs import asdict
 
 from calltracker.reports.money import MINOR_PER_MAJOR, major
 
@@ -209,36 +212,85 @@ def _number(value: Decimal | None, places: str) -> float | None:
     return float(value.quantize(Decimal(places), ROUND_HALF_UP))
 
 
-def metrics_json(c: Counts) -> dict[str, Any]:
-    return {
-        "visits": c.visits,
-        "calls": c.calls,
-        "unique_calls": c.unique_calls,
-        "target_calls": c.target_calls,
-        "missed_calls": c.missed_calls,
-        "conversion": _number(c.conversion, "0.0001"),
-        "spend": float(major(c.spend)),
-        "cost_per_call": _number(c.cost_per_call, "0.01"),
-        "cost_per_target_call": _number(c.cost_per_target_call, "0.01"),
-        "revenue": float(major(c.revenue)),
-        "roi": _number(c.roi, "0.0001"),
-    }
+class Metrics(msgspec.Struct, frozen=True, kw_only=True):
+    """A row's figures as the JSON API shows them: money in major units, null for a dash."""
+
+    visits: int
+    calls: int
+    unique_calls: int
+    target_calls: int
+    missed_calls: int
+    conversion: float | None  # calls per visit, a fraction
+    spend: float
+    cost_per_call: float | None
+    cost_per_target_call: float | None  # CPL
+    revenue: float
+    roi: float | None  # (revenue - spend) / spend, a fraction
 
 
-def report_json(report: Report) -> dict[str, Any]:
+class ReportRow(Metrics, frozen=True, kw_only=True):
+    """One label's figures; the labels from source down to the report's level are present."""
+
+    source: str | msgspec.UnsetType = msgspec.UNSET
+    medium: str | msgspec.UnsetType = msgspec.UNSET
+    campaign: str | msgspec.UnsetType = msgspec.UNSET
+    keyword: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class ReportDay(Metrics, frozen=True, kw_only=True):
+    """One local day's figures."""
+
+    date: date
+
+
+class ReportJson(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /api/v1/reports/calls: calls, spend, CPL and ROI per label, totals, and by day."""
+
+    site: str
+    timezone: str
+    currency: str | None  # null until the site's first spend or revenue import fixes it
+    first_day: date = msgspec.field(name="from")
+    last_day: date = msgspec.field(name="to")
+    group: Literal["source", "medium", "campaign", "keyword"]
+    filters: dict[str, str]
+    rows: list[ReportRow]
+    totals: Metrics
+    days: list[ReportDay]
+
+
+def metrics(c: Counts) -> Metrics:
+    return Metrics(
+        visits=c.visits,
+        calls=c.calls,
+        unique_calls=c.unique_calls,
+        target_calls=c.target_calls,
+        missed_calls=c.missed_calls,
+        conversion=_number(c.conversion, "0.0001"),
+        spend=float(major(c.spend)),
+        cost_per_call=_number(c.cost_per_call, "0.01"),
+        cost_per_target_call=_number(c.cost_per_target_call, "0.01"),
+        revenue=float(major(c.revenue)),
+        roi=_number(c.roi, "0.0001"),
+    )
+
+
+def report_json(report: Report) -> ReportJson:
     levels = report.label_levels
-    return {
-        "site": report.site_key,
-        "timezone": report.timezone,
-        "currency": report.currency or None,
-        "from": report.first_day.isoformat(),
-        "to": report.last_day.isoformat(),
-        "group": report.level,
-        "filters": dict(report.filters),
-        "rows": [
-            dict(zip(levels, row.key, strict=True)) | metrics_json(row.counts)
-            for row in report.rows
-        ],
-        "totals": metrics_json(report.totals),
-        "days": [{"date": d.day.isoformat()} | metrics_json(d.counts) for d in report.days],
-    }
+    return msgspec.convert(
+        {
+            "site": report.site_key,
+            "timezone": report.timezone,
+            "currency": report.currency or None,
+            "from": report.first_day,
+            "to": report.last_day,
+            "group": report.level,
+            "filters": dict(report.filters),
+            "rows": [
+                dict(zip(levels, row.key, strict=True)) | asdict(metrics(row.counts))
+                for row in report.rows
+            ],
+            "totals": metrics(report.totals),
+            "days": [{"date": d.day} | asdict(metrics(d.counts)) for d in report.days],
+        },
+        ReportJson,
+    )

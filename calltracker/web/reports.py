@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import msgspec
 from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from calltracker.reports.query import ReportParams, run_report
 from calltracker.reports.rows import BadRows
 from calltracker.web import pages
 from calltracker.web.auth import roles
+from calltracker.web.bodies import Refusal, Reply, api
 
 DEFAULT_DAYS = 30
 CHART_ROWS = 15  # the bar chart shows the channels with the most calls; the table has all
@@ -87,10 +88,26 @@ async def _report(request: web.Request) -> Report:
         return await run_report(session, site, params)
 
 
-def bad_rows(err: BadRows) -> web.Response:
+class RowProblem(msgspec.Struct, frozen=True):
+    line: int  # the CSV line (the header is line 1), or the JSON row's 1-based position
+    reason: str
+
+
+class BadRowsBody(msgspec.Struct, frozen=True):
+    """An import refused as a whole: every bad line with its reason."""
+
+    error: str
+    message: str
+    details: list[RowProblem]
+
+
+def bad_rows(err: BadRows) -> Refusal:
     # The error middleware sends {error, message}; importers also need each line's reason.
-    return web.json_response(
-        {"error": err.code, "message": err.message, "details": err.details}, status=400
+    return Refusal(
+        400,
+        BadRowsBody(
+            err.code, err.message, [RowProblem(e.line, e.reason) for e in err.errors[:1000]]
+        ),
     )
 
 
@@ -120,44 +137,89 @@ async def _upload_text(request: web.Request) -> tuple[str, dict[str, str]]:
             raise Invalid("the file is not UTF-8 text", code="invalid_field") from None
 
 
-async def _json(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise Invalid(f"malformed JSON: {err}", code="malformed_json") from None
-
-
 # --- JSON API -----------------------------------------------------------------------------
 
+SiteRef = str | int  # a site's key or id
+
+
+class SpendInput(msgspec.Struct, frozen=True):
+    """Ad spend rows for one site; each row is checked on its own and every bad one listed."""
+
+    site: SiteRef | None = None  # else ?site=
+    rows: Annotated[
+        list[Any],
+        msgspec.Meta(
+            description=f"objects with {', '.join(spend.REQUIRED)}, optionally "
+            f"{', '.join(spend.OPTIONAL)}; amount in major units"
+        ),
+    ] = []
+
+
+class SpendImported(msgspec.Struct, frozen=True, kw_only=True):
+    """What a spend import stored."""
+
+    rows: int
+    keys: int
+    replaced: int  # keys that already had an amount, now overwritten
+    currency: str
+    first_day: date = msgspec.field(name="from")
+    last_day: date = msgspec.field(name="to")
+
+
+class SpendRowJson(msgspec.Struct, frozen=True, kw_only=True):
+    date: date
+    source: str
+    medium: str
+    campaign: str
+    keyword: str
+    amount: float  # major units
+    currency: str
+
+
+class SpendList(msgspec.Struct, frozen=True, kw_only=True):
+    """Stored ad spend of a site for a range of local days."""
+
+    site: str
+    first_day: date = msgspec.field(name="from")
+    last_day: date = msgspec.field(name="to")
+    rows: list[SpendRowJson]
+
+
+class ConversionJson(msgspec.Struct, frozen=True, kw_only=True):
+    deal_id: str
+    id: int
+    call_id: int | None  # the call the deal was matched to
+    matched: bool
+    created: bool  # false: the deal was known and is updated
+
+
+class ConversionsRecorded(msgspec.Struct, frozen=True):
+    """The deals stored, each with the call it was matched to."""
+
+    conversions: list[ConversionJson]
+
+
+# One deal object, {"site", "conversions": [...]}, or a bare list of deals.
+ConversionsInput = dict[str, Any] | list[Any]
+UPLOADS = ("text/csv", "multipart/form-data")
+
 
 @roles(Role.MARKETER)
-async def report_json(request: web.Request) -> web.Response:
+@api()
+async def report_json(request: web.Request) -> model.ReportJson:
     """Calls, spend, CPL and ROI per label for ?site=&from=&to=&group=, with a by-day trend."""
-    return web.json_response(model.report_json(await _report(request)))
-
-
-def spend_import_json(result: spend.SpendImport) -> dict[str, Any]:
-    return {
-        "rows": result.rows,
-        "keys": result.keys,
-        "replaced": result.replaced,
-        "currency": result.currency,
-        "from": result.first_day.isoformat(),
-        "to": result.last_day.isoformat(),
-    }
+    return model.report_json(await _report(request))
 
 
 @roles(Role.MARKETER)
-async def post_spend(request: web.Request) -> web.Response:
-    """JSON {site, rows: [...]}, or a CSV body or upload with ?site=."""
+@api(accepts=UPLOADS, errors={400: BadRowsBody})
+async def post_spend(request: web.Request, body: SpendInput | None) -> SpendImported:
+    """Import ad spend: JSON {site, rows: [...]}, or a CSV body or upload with ?site=."""
     site_key: object = request.query.get("site")
     try:
-        if request.content_type == "application/json":
-            body = await _json(request)
-            if not isinstance(body, dict):
-                raise Invalid("the body must be a JSON object", code="malformed_json")
-            site_key = body.get("site", site_key)
-            batch = spend.parse_json_rows(body.get("rows"))
+        if body is not None:
+            site_key = body.site if body.site is not None else site_key
+            batch = spend.parse_json_rows(body.rows)
         elif request.content_type in CSV_TYPES | {"multipart/form-data"}:
             text, fields = await _upload_text(request)
             site_key = fields.get("site", site_key)
@@ -168,46 +230,57 @@ async def post_spend(request: web.Request) -> web.Response:
             site = await _site(session, site_key)
             result = await spend.import_spend(session, site, batch)
     except BadRows as err:
-        return bad_rows(err)
-    return web.json_response(spend_import_json(result))
+        raise bad_rows(err) from None
+    return SpendImported(
+        rows=result.rows,
+        keys=result.keys,
+        replaced=result.replaced,
+        currency=result.currency,
+        first_day=result.first_day,
+        last_day=result.last_day,
+    )
 
 
 @roles(Role.MARKETER)
-async def spend_json(request: web.Request) -> web.Response:
+@api()
+async def spend_json(request: web.Request) -> SpendList:
     """Stored ad spend rows for ?site=&from=&to= (local dates)."""
     async with request.app[sessionmaker_key]() as session:
         site = await _site(session, request.query.get("site"))
         params = report_params(request.query, local_today(site))
         rows = await spend.list_spend(session, site.id, params.first_day, params.last_day)
-    return web.json_response(
-        {
-            "site": site.key,
-            "from": params.first_day.isoformat(),
-            "to": params.last_day.isoformat(),
-            "rows": [
-                {
-                    "date": r.spend_date.isoformat(),
-                    "source": r.source,
-                    "medium": r.medium,
-                    "campaign": r.campaign,
-                    "keyword": r.keyword,
-                    "amount": float(money.major(r.amount)),
-                    "currency": r.currency,
-                }
-                for r in rows
-            ],
-        }
+    return SpendList(
+        site=site.key,
+        first_day=params.first_day,
+        last_day=params.last_day,
+        rows=[
+            SpendRowJson(
+                date=r.spend_date,
+                source=r.source,
+                medium=r.medium,
+                campaign=r.campaign,
+                keyword=r.keyword,
+                amount=float(money.major(r.amount)),
+                currency=r.currency,
+            )
+            for r in rows
+        ],
     )
 
 
 @roles(Role.MARKETER)
-async def post_conversions(request: web.Request) -> web.Response:
-    """A CRM's won deal (JSON object), a batch ({conversions: [...]}) or a CSV with ?site=."""
+@api(status=201, also=(200,), accepts=UPLOADS, errors={400: BadRowsBody})
+async def post_conversions(
+    request: web.Request, body: ConversionsInput | None
+) -> Reply[ConversionsRecorded]:
+    """A CRM's won deals: a deal object, a batch ({conversions: [...]}) or a CSV with ?site=.
+
+    201 when a deal is new, 200 when every deal was known already.
+    """
     site_key: object = request.query.get("site")
     try:
         async with request.app[sessionmaker_key].begin() as session:
-            if request.content_type == "application/json":
-                body = await _json(request)
+            if body is not None:
                 if isinstance(body, dict):
                     site_key = body.get("site", site_key)
                 site = await _site(session, site_key)
@@ -220,22 +293,20 @@ async def post_conversions(request: web.Request) -> web.Response:
                 raise Invalid("send JSON, text/csv or a multipart upload", code="unsupported_type")
             recorded = await conversions.record_deals(session, site, deals)
     except BadRows as err:
-        return bad_rows(err)
-    return web.json_response(
-        {
-            "conversions": [
-                {
-                    "deal_id": d.external_id,
-                    "id": d.id,
-                    "call_id": d.call_id,
-                    "matched": d.call_id is not None,
-                    "created": d.created,
-                }
-                for d in recorded
-            ]
-        },
-        status=201 if any(d.created for d in recorded) else 200,
+        raise bad_rows(err) from None
+    answer = ConversionsRecorded(
+        [
+            ConversionJson(
+                deal_id=d.external_id,
+                id=d.id,
+                call_id=d.call_id,
+                matched=d.call_id is not None,
+                created=d.created,
+            )
+            for d in recorded
+        ]
     )
+    return Reply(answer, 201 if any(d.created for d in recorded) else 200)
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from calltracker.reports import model
@@ -95,7 +96,7 @@ def test_the_table_has_a_column_per_level_and_a_total_row() -> None:
 
 
 def test_the_json_uses_null_for_dashes_and_major_units_for_money() -> None:
-    body = model.report_json(sample_report())
+    body = msgspec.to_builtins(model.report_json(sample_report()))
     assert body["currency"] is None
     assert body["rows"][0] | {} == {
         "source": "yandex", "medium": "cpc", "visits": 3, "calls": 1, "unique_calls": 0,
