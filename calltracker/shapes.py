@@ -26,6 +26,7 @@ _ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
 _OWN = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*): (?P<reason>.+)$", re.DOTALL)
 # Meta(extra={"invalid": ...}) on a field: what to say instead of msgspec's "Expected ...".
 INVALID = "invalid"
+REQUIRED = "is required"
 
 
 def dec_hook(kind: type, value: Any) -> Any:
@@ -54,7 +55,11 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
+        if not self.path:
+            return self.reason
+        if self.reason == REQUIRED:
+            return f"{self.path} {REQUIRED}"  # "site_key is required", as people write it
+        return f"{self.path}: {self.reason}"
 
 
 def explain(err: msgspec.ValidationError, shape: Any, data: Any = None) -> Problem:
@@ -68,7 +73,7 @@ def explain(err: msgspec.ValidationError, shape: Any, data: Any = None) -> Probl
     ]
     leaf = _type_at(inspect.type_info(shape), steps)
     if missing := _MISSING.match(reason):
-        return Problem(_render([*steps, missing.group("name")]), "is required")
+        return Problem(_render([*steps, missing.group("name")]), REQUIRED)
     if unknown := _UNKNOWN.match(reason):
         names = _unknown_fields(leaf, _value_at(data, steps)) or [unknown.group("name")]
         return Problem(_render(steps), f"unknown field(s) {', '.join(names)}")

@@ -89,12 +89,12 @@ async def cmd_add(session: AsyncSession, args: argparse.Namespace) -> list[str]:
         stage=args.stage,
         enabled=not args.disabled,
     )
-    view = config.public_view(integration)
+    _, secrets_set = config.masked_config(integration.kind, integration.config)
     return [
         f"integration {integration.id} {integration.kind} {integration.name!r} for site "
         f"{site.key}: trigger {integration.trigger}, stage {integration.stage}, "
         f"{'enabled' if integration.enabled else 'disabled'}",
-        f"  secrets set: {', '.join(view['secrets_set']) or 'none'}",
+        f"  secrets set: {', '.join(secrets_set) or 'none'}",
     ]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from msgspec import inspect
@@ -265,25 +264,3 @@ async def save_tokens(
     app["refresh_token"] = refresh_token.reveal()
     integration.config = {**integration.config, "app": app}
     integration.updated_at = utcnow()
-
-
-def public_view(integration: Integration) -> dict[str, Any]:
-    """What the API and the CLI show: everything but secret values."""
-    config, secrets_set = masked_config(integration.kind, integration.config)
-    return {
-        "id": integration.id,
-        "site_id": integration.site_id,
-        "kind": integration.kind,
-        "name": integration.name,
-        "trigger": integration.trigger,
-        "stage": integration.stage,
-        "enabled": integration.enabled,
-        "config": config,
-        "secrets_set": secrets_set,
-        "created_at": _iso(integration.created_at),
-        "updated_at": _iso(integration.updated_at),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

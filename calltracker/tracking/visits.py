@@ -251,7 +251,9 @@ class VisitService:
             return default
         if site.pool is None or not site.pools_traffic(source.medium):
             fallback = site.fallback
-            kind: Literal["static", "default"] = "static" if fallback.kind == "static" else "default"
+            kind: Literal["static", "default"] = (
+                "static" if fallback.kind == "static" else "default"
+            )
             return NumberChoice(fallback, kind, UNPOOLED_TTL)
         outcome = await self._pools.lease(site.pool.pool_id, visitor_key, visit_id, now)
         if outcome.lease is None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+import msgspec
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.catalog import sites
 from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.errors import Invalid
 from calltracker.integrations import config
 from calltracker.integrations.outbox import store
 from calltracker.integrations.outbox.policy import STATES
 from calltracker.keys import outbox_key, sessionmaker_key
-from calltracker.web.catalog_api import field, json_body
+from calltracker.web.bodies import api
 
 ID = r"{integration:\d+}"
 
@@ -30,22 +32,120 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"/api/v1/integrations/{ID}/retry", retry_outbox)
 
 
-def row_json(row: OutboxRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "call_id": row.call_id,
-        "stage": row.stage,
-        "idempotency_key": row.idempotency_key,
-        "state": row.state,
-        "attempts": row.attempts,
-        "next_attempt_at": row.next_attempt_at.isoformat(),
-        "last_error": row.last_error,
-        "error_kind": row.error_kind,
-        "remote_ids": row.remote_ids,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
-    }
+SiteRef = str | int  # a site's key or id
+
+
+class IntegrationInput(msgspec.Struct, frozen=True):
+    """A new integration of a site; ``config`` is the kind's model (docs/integrations.md)."""
+
+    site: SiteRef
+    kind: str
+    name: str
+    config: dict[str, Any]
+    trigger: str = "every"
+    stage: str = "hangup"
+    enabled: bool = True
+
+
+class IntegrationPatch(msgspec.Struct, frozen=True):
+    """Changes to an integration: ``config`` is merged, so secrets left out are kept."""
+
+    name: str | None = None
+    config: dict[str, Any] | None = None  # a null field inside removes it
+    trigger: str | None = None
+    stage: str | None = None
+    enabled: bool | None = None
+
+
+class RetryInput(msgspec.Struct, frozen=True):
+    dead: bool = False  # dead rows too, not just failed ones
+
+
+class OutboxRowView(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery of one call to one integration."""
+
+    id: int
+    call_id: int
+    stage: str
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    error_kind: str
+    remote_ids: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class IntegrationView(msgspec.Struct, frozen=True, kw_only=True):
+    """An integration as the API shows it: its config without secret values."""
+
+    id: int
+    site_id: int
+    kind: str
+    name: str
+    trigger: str
+    stage: str
+    enabled: bool
+    config: dict[str, Any]  # every field but the secrets
+    secrets_set: list[str]  # the secret fields that have a value
+    created_at: datetime
+    updated_at: datetime
+    outbox: store.Counts
+
+
+class IntegrationDetail(IntegrationView, frozen=True, kw_only=True):
+    last_errors: list[OutboxRowView]
+
+
+class Integrations(msgspec.Struct, frozen=True):
+    integrations: list[IntegrationView]
+
+
+class OutboxRows(msgspec.Struct, frozen=True):
+    rows: list[OutboxRowView]
+
+
+class Retried(msgspec.Struct, frozen=True):
+    retried: int  # rows due again now
+
+
+class OutboxQuery(msgspec.Struct, frozen=True):
+    state: Annotated[str, msgspec.Meta(description=" | ".join(STATES))] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+    def __post_init__(self) -> None:
+        if self.state is not None and self.state not in STATES:
+            raise ValueError(f"state: must be one of {', '.join(STATES)}")
+
+
+class SiteQuery(msgspec.Struct, frozen=True):
+    site: str | None = None  # a site's key or id: only its integrations
+
+
+def row_view(row: OutboxRow) -> OutboxRowView:
+    return msgspec.convert(row, OutboxRowView, from_attributes=True)
+
+
+def integration_view(integration: Integration, counts: store.Counts) -> IntegrationView:
+    shown, secrets_set = config.masked_config(integration.kind, integration.config)
+    return IntegrationView(
+        id=integration.id,
+        site_id=integration.site_id,
+        kind=integration.kind,
+        name=integration.name,
+        trigger=integration.trigger,
+        stage=integration.stage,
+        enabled=integration.enabled,
+        config=shown,
+        secrets_set=secrets_set,
+        created_at=integration.created_at,
+        updated_at=integration.updated_at,
+        outbox=counts,
+    )
 
 
 def _integration_id(request: web.Request) -> int:
@@ -58,120 +158,96 @@ def _wake(request: web.Request) -> None:
         workers.wake()
 
 
-async def _view(session: Any, integration: Integration, *, errors: bool) -> dict[str, Any]:
-    body = config.public_view(integration)
+async def _detail(session: AsyncSession, integration: Integration) -> IntegrationDetail:
     tally = await store.counts(session, [integration.id])
-    body["outbox"] = tally.get(integration.id, store.Counts()).as_dict()
-    if errors:
-        body["last_errors"] = [
-            row_json(r) for r in await store.last_errors(session, integration.id)
-        ]
-    return body
+    errors = await store.last_errors(session, integration.id)
+    view = integration_view(integration, tally.get(integration.id, store.Counts()))
+    return IntegrationDetail(
+        **msgspec.structs.asdict(view), last_errors=[row_view(r) for r in errors]
+    )
 
 
-async def list_integrations(request: web.Request) -> web.Response:
+@api()
+async def list_integrations(request: web.Request, query: SiteQuery) -> Integrations:
     """Integrations with their outbox counts; ?site=key-or-id narrows to one site."""
     async with request.app[sessionmaker_key]() as session:
         site_id = None
-        if request.query.get("site"):
-            site_id = (await sites.get_site(session, request.query["site"])).id
+        if query.site:
+            site_id = (await sites.get_site(session, query.site)).id
         rows = await config.list_integrations(session, site_id)
         tally = await store.counts(session, [i.id for i in rows])
-    body = []
-    for integration in rows:
-        view = config.public_view(integration)
-        view["outbox"] = tally.get(integration.id, store.Counts()).as_dict()
-        body.append(view)
-    return web.json_response({"integrations": body})
+    return Integrations([integration_view(i, tally.get(i.id, store.Counts())) for i in rows])
 
 
-async def create_integration(request: web.Request) -> web.Response:
-    """Body: site, kind, name, config, and optionally trigger, stage, enabled."""
-    data = await json_body(request)
-    site_ref = data.get("site")
-    if not isinstance(site_ref, str | int) or isinstance(site_ref, bool):
-        raise Invalid("site is required: the site's key or id", code="invalid_field")
+@api(status=201)
+async def create_integration(request: web.Request, body: IntegrationInput) -> IntegrationView:
+    """Add an integration to a site; its config is checked by the kind's model."""
     async with request.app[sessionmaker_key].begin() as session:
-        site = await sites.get_site(session, site_ref)
+        site = await sites.get_site(session, body.site)
         integration = await config.create_integration(
             session,
             site_id=site.id,
-            kind=field(data, "kind", str),
-            name=field(data, "name", str),
-            config=field(data, "config", dict),
-            trigger=field(data, "trigger", str, "every"),
-            stage=field(data, "stage", str, "hangup"),
-            enabled=field(data, "enabled", bool, True),
+            kind=body.kind,
+            name=body.name,
+            config=body.config,
+            trigger=body.trigger,
+            stage=body.stage,
+            enabled=body.enabled,
         )
-        body = await _view(session, integration, errors=False)
-    return web.json_response(body, status=201)
+    return integration_view(integration, store.Counts())
 
 
-async def get_integration(request: web.Request) -> web.Response:
+@api()
+async def get_integration(request: web.Request) -> IntegrationDetail:
     """One integration, its outbox counts and its latest errors."""
     async with request.app[sessionmaker_key]() as session:
         integration = await config.get_integration(session, _integration_id(request))
-        body = await _view(session, integration, errors=True)
-    return web.json_response(body)
+        return await _detail(session, integration)
 
 
-async def update_integration(request: web.Request) -> web.Response:
-    """Body: any of name, config (merged; omitted secrets kept), trigger, stage, enabled."""
-    data = await json_body(request)
+@api()
+async def update_integration(request: web.Request, body: IntegrationPatch) -> IntegrationDetail:
+    """Change any of name, config (merged; omitted secrets kept), trigger, stage, enabled."""
     async with request.app[sessionmaker_key].begin() as session:
         integration = await config.get_integration(session, _integration_id(request))
         await config.update_integration(
             session,
             integration,
-            name=field(data, "name", str, None),
-            config_patch=field(data, "config", dict, None),
-            trigger=field(data, "trigger", str, None),
-            stage=field(data, "stage", str, None),
-            enabled=field(data, "enabled", bool, None),
+            name=body.name,
+            config_patch=body.config,
+            trigger=body.trigger,
+            stage=body.stage,
+            enabled=body.enabled,
         )
-        body = await _view(session, integration, errors=True)
+        detail = await _detail(session, integration)
     _wake(request)
-    return web.json_response(body)
+    return detail
 
 
-async def delete_integration(request: web.Request) -> web.Response:
+@api()
+async def delete_integration(request: web.Request) -> None:
     """Remove an integration and its outbox rows."""
     async with request.app[sessionmaker_key].begin() as session:
         integration = await config.get_integration(session, _integration_id(request))
         await config.delete_integration(session, integration)
-    return web.Response(status=204)
 
 
-async def list_outbox(request: web.Request) -> web.Response:
+@api()
+async def list_outbox(request: web.Request, query: OutboxQuery) -> OutboxRows:
     """Outbox rows, newest first; ?state=pending|sending|done|failed|dead, ?limit, ?offset."""
-    state = request.query.get("state") or None
-    if state is not None and state not in STATES:
-        raise Invalid(f"state must be one of {', '.join(STATES)}", code="invalid_field")
-    limit = _int_query(request, "limit", 100, 1, 1000)
-    offset = _int_query(request, "offset", 0, 0, 10**9)
     async with request.app[sessionmaker_key]() as session:
         integration = await config.get_integration(session, _integration_id(request))
         rows = await store.list_rows(
-            session, integration.id, state=state, limit=limit, offset=offset
+            session, integration.id, state=query.state, limit=query.limit, offset=query.offset
         )
-    return web.json_response({"rows": [row_json(r) for r in rows]})
+    return OutboxRows([row_view(r) for r in rows])
 
 
-async def retry_outbox(request: web.Request) -> web.Response:
+@api()
+async def retry_outbox(request: web.Request, body: RetryInput) -> Retried:
     """Failed rows are due again now; with {"dead": true} dead rows too."""
-    data = await json_body(request) if request.can_read_body else {}
-    dead = field(data, "dead", bool, False)
     async with request.app[sessionmaker_key].begin() as session:
         integration = await config.get_integration(session, _integration_id(request))
-        count = await store.retry(session, integration.id, utcnow(), dead=dead)
+        count = await store.retry(session, integration.id, utcnow(), dead=body.dead)
     _wake(request)
-    return web.json_response({"retried": count})
-
-
-def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise Invalid(f"{name} must be a whole number from {lo} to {hi}", code="invalid_field")
-    return int(raw)
+    return Retried(count)

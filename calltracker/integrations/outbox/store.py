@@ -238,16 +238,6 @@ class Counts:
     dead: int = 0
     auth_failed: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "pending": self.pending,
-            "sending": self.sending,
-            "failed": self.failed,
-            "dead": self.dead,
-            "done": self.done,
-            "auth_failed": self.auth_failed,
-        }
-
 
 async def counts(
     session: AsyncSession, integration_ids: Sequence[int] | None = None
