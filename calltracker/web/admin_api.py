@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+import msgspec
 from aiohttp import web
 
 from calltracker.accounts import users
@@ -24,8 +26,9 @@ from calltracker.keys import (
 )
 from calltracker.telephony import call_log
 from calltracker.telephony.call_log import CallView
-from calltracker.web import calls_page
 from calltracker.web.auth import roles
+from calltracker.web.bodies import api
+from calltracker.web.calls_page import CallQuery
 from calltracker.web.catalog_api import (
     field,
     json_body,
@@ -39,27 +42,84 @@ from calltracker.web.sessions import current_session
 EVERYONE = (Role.MARKETER, Role.OPERATOR)
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "role": user.role,
-        "extension": user.extension,
-        "disabled": user.disabled,
-        "created_at": user.created_at.isoformat(),
-        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
-    }
+class UserView(msgspec.Struct, frozen=True, kw_only=True):
+    """A console user."""
+
+    id: int
+    username: str
+    role: Role
+    extension: str  # the operator's phone extension: their call cards ring there
+    disabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
 
 
-def token_json(token: ApiToken) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "role": token.role,
-        "user_id": token.user_id,
-        "created_at": token.created_at.isoformat(),
-        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
-    }
+class TokenView(msgspec.Struct, frozen=True, kw_only=True):
+    """An API token; its secret is shown once, when it is made."""
+
+    id: int
+    name: str
+    role: Role
+    user_id: int | None  # the user it acts as; null for a service token
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewToken(TokenView, frozen=True, kw_only=True):
+    token: Annotated[str, msgspec.Meta(description="shown once; never stored")]
+
+
+class Me(msgspec.Struct, frozen=True):
+    """Who is calling: a user's session or token, or a service token (user null)."""
+
+    name: str
+    role: Role
+    user: UserView | None
+
+
+class Users(msgspec.Struct, frozen=True):
+    users: list[UserView]
+
+
+class Tokens(msgspec.Struct, frozen=True):
+    tokens: list[TokenView]
+
+
+class UserInput(msgspec.Struct, frozen=True):
+    username: str
+    role: str
+    password: str
+    extension: str = ""
+
+
+class UserPatch(msgspec.Struct, frozen=True):
+    """Fields left out stay as they are."""
+
+    role: str | None = None
+    disabled: bool | None = None
+    extension: str | None = None
+    password: str | None = None
+
+
+class TokenInput(msgspec.Struct, frozen=True):
+    name: str
+
+
+class PasswordChange(msgspec.Struct, frozen=True):
+    current: str
+    password: str
+
+
+def user_view(user: User) -> UserView:
+    return msgspec.convert(user, UserView, from_attributes=True)
+
+
+def token_view(token: ApiToken) -> TokenView:
+    return msgspec.convert(token, TokenView, from_attributes=True)
+
+
+def new_token(token: ApiToken, plaintext: str) -> NewToken:
+    return NewToken(**msgspec.structs.asdict(token_view(token)), token=plaintext)
 
 
 def health_json(h: PoolHealth) -> dict[str, Any]:
@@ -80,45 +140,76 @@ def health_json(h: PoolHealth) -> dict[str, Any]:
     return body
 
 
-def call_json(view: CallView) -> dict[str, Any]:
+class CallVisit(msgspec.Struct, frozen=True, kw_only=True):
+    """The website visit a call was matched to."""
+
+    id: str
+    started_at: datetime
+    url: str
+    referrer: str
+    touch_source: str
+    touch_medium: str
+
+
+class CallJson(msgspec.Struct, frozen=True, kw_only=True):
+    """A call with its attribution: where the caller came from, and how sure that is."""
+
+    id: int
+    linkedid: str
+    site_id: int | None
+    site_key: str | None
+    tracking_number: str
+    caller: str
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_seconds: int
+    talk_seconds: int
+    status: str
+    operator: str
+    source: str
+    medium: str
+    campaign: str
+    keyword: str
+    attribution: str
+    unique: bool
+    target: bool
+    recording_url: str | None
+    visit: CallVisit | None
+
+
+class Calls(msgspec.Struct, frozen=True):
+    calls: list[CallJson]
+    total: int
+    next_offset: int | None
+
+
+def call_json(view: CallView) -> CallJson:
     c, v = view.call, view.visit
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "id": c.id,
-        "linkedid": c.linkedid,
-        "site_id": c.site_id,
-        "site_key": view.site_key or None,
-        "tracking_number": c.tracking_number,
-        "caller": c.caller,
-        "started_at": c.started_at.isoformat(),
-        "answered_at": iso(c.answered_at),
-        "ended_at": iso(c.ended_at),
-        "wait_seconds": c.wait_seconds,
-        "talk_seconds": c.talk_seconds,
-        "status": c.status,
-        "operator": c.operator,
-        "source": c.source,
-        "medium": c.medium,
-        "campaign": c.campaign,
-        "keyword": c.keyword,
-        "attribution": c.attribution,
-        "unique": c.unique,
-        "target": c.target,
-        "recording_url": f"/api/v1/calls/{c.id}/recording" if c.recording else None,
-        "visit": None
-        if v is None
-        else {
-            "id": v.id,
-            "started_at": v.started_at.isoformat(),
-            "url": v.url,
-            "referrer": v.referrer,
-            "touch_source": v.touch_source,
-            "touch_medium": v.touch_medium,
-        },
-    }
+    return CallJson(
+        id=c.id,
+        linkedid=c.linkedid,
+        site_id=c.site_id,
+        site_key=view.site_key or None,
+        tracking_number=c.tracking_number,
+        caller=c.caller,
+        started_at=c.started_at,
+        answered_at=c.answered_at,
+        ended_at=c.ended_at,
+        wait_seconds=c.wait_seconds,
+        talk_seconds=c.talk_seconds,
+        status=c.status,
+        operator=c.operator,
+        source=c.source,
+        medium=c.medium,
+        campaign=c.campaign,
+        keyword=c.keyword,
+        attribution=c.attribution,
+        unique=c.unique,
+        target=c.target,
+        recording_url=f"/api/v1/calls/{c.id}/recording" if c.recording else None,
+        visit=None if v is None else msgspec.convert(v, CallVisit, from_attributes=True),
+    )
 
 
 async def current_user_id(request: web.Request) -> int:
@@ -139,127 +230,142 @@ async def current_user_id(request: web.Request) -> int:
 
 
 @roles(*EVERYONE)
-async def get_me(request: web.Request) -> web.Response:
+@api()
+async def get_me(request: web.Request) -> Me:
+    """Who is calling."""
     principal = request[principal_key]
-    body: dict[str, Any] = {"name": principal.name, "role": principal.role.value, "user": None}
     try:
         user_id = await current_user_id(request)
     except Invalid:
-        return web.json_response(body)
+        return Me(principal.name, principal.role, None)
     async with request.app[sessionmaker_key]() as session:
-        body["user"] = user_json(await users.get_user(session, user_id))
-    return web.json_response(body)
+        user = await users.get_user(session, user_id)
+    return Me(principal.name, principal.role, user_view(user))
 
 
 @roles(*EVERYONE)
-async def list_my_tokens(request: web.Request) -> web.Response:
+@api()
+async def list_my_tokens(request: web.Request) -> Tokens:
+    """Your API tokens."""
     user_id = await current_user_id(request)
     async with request.app[sessionmaker_key]() as session:
         rows = await users.list_user_tokens(session, user_id)
-    return web.json_response({"tokens": [token_json(t) for t in rows]})
+    return Tokens([token_view(t) for t in rows])
 
 
 @roles(*EVERYONE)
-async def create_my_token(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def create_my_token(request: web.Request, body: TokenInput) -> NewToken:
+    """Create an API token for yourself; it is shown once."""
     user_id = await current_user_id(request)
     async with request.app[sessionmaker_key].begin() as session:
-        row, plaintext = await users.create_user_token(session, user_id, field(data, "name", str))
-    return web.json_response(token_json(row) | {"token": plaintext}, status=201)
+        row, plaintext = await users.create_user_token(session, user_id, body.name)
+    return new_token(row, plaintext)
 
 
 @roles(*EVERYONE)
-async def revoke_my_token(request: web.Request) -> web.Response:
+@api()
+async def revoke_my_token(request: web.Request) -> None:
+    """Revoke one of your tokens."""
     user_id = await current_user_id(request)
     async with request.app[sessionmaker_key].begin() as session:
         await users.revoke_user_token(session, int(request.match_info["token"]), user_id)
     request.app[token_verifier_key].forget()
-    return web.Response(status=204)
 
 
 @roles(*EVERYONE)
-async def change_my_password(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api()
+async def change_my_password(request: web.Request, body: PasswordChange) -> None:
+    """Change your password; your other sessions end."""
     user_id = await current_user_id(request)
     info = current_session(request)
     async with request.app[sessionmaker_key].begin() as session:
         await users.change_own_password(
             session,
             user_id,
-            field(data, "current", str),
-            field(data, "password", str),
+            body.current,
+            body.password,
             keep_session=info.id_hash if info is not None else "",
         )
-    return web.Response(status=204)
 
 
 # -- users and tokens (admin) -------------------------------------------------------------
 
 
-async def list_users(request: web.Request) -> web.Response:
+@api()
+async def list_users(request: web.Request) -> Users:
+    """List users."""
     async with request.app[sessionmaker_key]() as session:
         rows = await users.list_users(session)
-    return web.json_response({"users": [user_json(u) for u in rows]})
+    return Users([user_view(u) for u in rows])
 
 
-async def create_user(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def create_user(request: web.Request, body: UserInput) -> UserView:
+    """Add a user."""
     async with request.app[sessionmaker_key].begin() as session:
         user = await users.create_user(
             session,
-            username=field(data, "username", str),
-            role=field(data, "role", str),
-            password=field(data, "password", str),
-            extension=field(data, "extension", str, ""),
+            username=body.username,
+            role=body.role,
+            password=body.password,
+            extension=body.extension,
         )
-    return web.json_response(user_json(user), status=201)
+    return user_view(user)
 
 
-async def get_user(request: web.Request) -> web.Response:
+@api()
+async def get_user(request: web.Request) -> UserView:
+    """A user."""
     async with request.app[sessionmaker_key]() as session:
         user = await users.get_user(session, int(request.match_info["user"]))
-    return web.json_response(user_json(user))
+    return user_view(user)
 
 
-async def update_user(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api()
+async def update_user(request: web.Request, body: UserPatch) -> UserView:
+    """Change a user's role, extension, password, or disable them."""
     info = current_session(request)
     async with request.app[sessionmaker_key].begin() as session:
         user = await users.update_user(
             session,
             int(request.match_info["user"]),
-            role=field(data, "role", str, None),
-            disabled=field(data, "disabled", bool, None),
-            extension=field(data, "extension", str, None),
+            role=body.role,
+            disabled=body.disabled,
+            extension=body.extension,
             acting_user_id=info.user_id if info is not None else None,
         )
-        password = field(data, "password", str, None)
-        if password is not None:
-            await users.set_password(session, user, password)
+        if body.password is not None:
+            await users.set_password(session, user, body.password)
+        view = user_view(user)
     request.app[token_verifier_key].forget()
-    return web.json_response(user_json(user))
+    return view
 
 
-async def list_tokens(request: web.Request) -> web.Response:
+@api()
+async def list_tokens(request: web.Request) -> Tokens:
+    """Every API token, user and service tokens."""
     async with request.app[sessionmaker_key]() as session:
         rows = await users.list_user_tokens(session)
-    return web.json_response({"tokens": [token_json(t) for t in rows]})
+    return Tokens([token_view(t) for t in rows])
 
 
-async def create_user_token(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def create_user_token(request: web.Request, body: TokenInput) -> NewToken:
+    """Create an API token that acts as the user; it is shown once."""
     async with request.app[sessionmaker_key].begin() as session:
         row, plaintext = await users.create_user_token(
-            session, int(request.match_info["user"]), field(data, "name", str)
+            session, int(request.match_info["user"]), body.name
         )
-    return web.json_response(token_json(row) | {"token": plaintext}, status=201)
+    return new_token(row, plaintext)
 
 
-async def revoke_token(request: web.Request) -> web.Response:
+@api()
+async def revoke_token(request: web.Request) -> None:
+    """Revoke a token."""
     async with request.app[sessionmaker_key].begin() as session:
         await users.revoke_user_token(session, int(request.match_info["token"]), None)
     request.app[token_verifier_key].forget()
-    return web.Response(status=204)
 
 
 # -- catalog settings (admin) -------------------------------------------------------------
@@ -332,21 +438,18 @@ async def import_numbers(request: web.Request) -> web.Response:
 
 
 @roles(*EVERYONE)
-async def list_calls(request: web.Request) -> web.Response:
-    f = calls_page.parse_call_filter(request.query)
+@api()
+async def list_calls(request: web.Request, query: CallQuery) -> Calls:
+    """Calls, newest first, filtered and paged."""
     async with request.app[sessionmaker_key]() as session:
-        page = await call_log.list_calls(session, f)
-    return web.json_response(
-        {
-            "calls": [call_json(v) for v in page.calls],
-            "total": page.total,
-            "next_offset": page.next_offset,
-        }
-    )
+        page = await call_log.list_calls(session, query.filter())
+    return Calls([call_json(v) for v in page.calls], page.total, page.next_offset)
 
 
 @roles(*EVERYONE)
-async def get_call(request: web.Request) -> web.Response:
+@api()
+async def get_call(request: web.Request) -> CallJson:
+    """A call."""
     async with request.app[sessionmaker_key]() as session:
         view = await call_log.get_call(session, int(request.match_info["call"]))
-    return web.json_response(call_json(view))
+    return call_json(view)

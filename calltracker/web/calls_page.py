@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 from urllib.parse import urlencode
 
+import msgspec
 from aiohttp import web
-from multidict import MultiMapping
 
 from calltracker.accounts.roles import Role
 from calltracker.catalog import sites
@@ -16,81 +17,63 @@ from calltracker.telephony import call_log
 from calltracker.telephony.call_log import CallFilter
 from calltracker.web import pages
 from calltracker.web.auth import roles
-
-FILTER_KEYS = (
-    "site_id",
-    "date_from",
-    "date_to",
-    "status",
-    "source",
-    "medium",
-    "campaign",
-    "attribution",
-    "caller",
-    "number",
-    "operator",
-    "unique",
-    "target",
-    "limit",
-    "offset",
-)
+from calltracker.web.bodies import read_query
 
 
-def _int(query: MultiMapping[str], name: str, default: int | None = None) -> int | None:
-    raw = query.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be a whole number, got {raw!r}", code="invalid_field") from None
+class CallQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The calls list's filters, as the page's form and GET /api/v1/calls take them."""
+
+    site_id: int | None = None
+    date_from: Annotated[
+        date | None, msgspec.Meta(description="inclusive, in the site's time zone")
+    ] = None
+    date_to: Annotated[date | None, msgspec.Meta(description="inclusive")] = None
+    status: Annotated[str | None, msgspec.Meta(description=" | ".join(call_log.STATUSES))] = None
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    attribution: Annotated[
+        str | None, msgspec.Meta(description=" | ".join(call_log.ATTRIBUTIONS))
+    ] = None
+    caller: Annotated[
+        str | None, msgspec.Meta(description="digits the caller's number contains")
+    ] = None
+    number: Annotated[
+        str | None, msgspec.Meta(description="the tracking number dialled, E.164")
+    ] = None
+    operator: str | None = None
+    unique: bool = False
+    target: bool = False
+    limit: Annotated[int, msgspec.Meta(description=f"1..{call_log.MAX_PAGE}")] = 50
+    offset: int = 0
+
+    def filter(self) -> CallFilter:
+        return CallFilter(
+            site_id=self.site_id,
+            date_from=self.date_from,
+            date_to=self.date_to,
+            status=self.status,
+            source=self.source,
+            medium=self.medium,
+            campaign=self.campaign,
+            attribution=self.attribution,
+            caller=self.caller,
+            tracking_number=self.number,
+            operator=self.operator,
+            unique_only=self.unique,
+            target_only=self.target,
+            limit=self.limit,
+            offset=self.offset,
+        )
 
 
-def _date(query: MultiMapping[str], name: str) -> date | None:
-    raw = query.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise Invalid(
-            f"{name} must be a date like 2026-11-22, got {raw!r}", code="invalid_field"
-        ) from None
-
-
-def _text(query: MultiMapping[str], name: str) -> str | None:
-    return query.get(name, "").strip() or None
-
-
-def _flag(query: MultiMapping[str], name: str) -> bool:
-    return query.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def parse_call_filter(query: MultiMapping[str]) -> CallFilter:
-    """Read the calls list's filters from a query string (the page's and the API's)."""
-    return CallFilter(
-        site_id=_int(query, "site_id"),
-        date_from=_date(query, "date_from"),
-        date_to=_date(query, "date_to"),
-        status=_text(query, "status"),
-        source=_text(query, "source"),
-        medium=_text(query, "medium"),
-        campaign=_text(query, "campaign"),
-        attribution=_text(query, "attribution"),
-        caller=_text(query, "caller"),
-        tracking_number=_text(query, "number"),
-        operator=_text(query, "operator"),
-        unique_only=_flag(query, "unique"),
-        target_only=_flag(query, "target"),
-        limit=_int(query, "limit", 50) or 50,
-        offset=_int(query, "offset", 0) or 0,
-    )
+FILTER_KEYS = CallQuery.__struct_fields__
 
 
 @roles(Role.MARKETER, Role.OPERATOR)
 async def calls_page(request: web.Request) -> web.Response:
     try:
-        f = parse_call_filter(request.query)
+        f = read_query(request, CallQuery).filter()
     except Invalid as err:
         return pages.render_error(request, 400, "Bad filter", err.message)
     async with request.app[sessionmaker_key]() as session:
