@@ -82,9 +82,7 @@ def explain(err: msgspec.ValidationError, shape: Any, data: Any = None) -> Probl
     hint = _hint(leaf)
     if hint:
         return Problem(_render(steps), hint)
-    literal = _unwrap(leaf)
-    if (enum := _ENUM.match(reason)) and isinstance(literal, inspect.LiteralType):
-        allowed = ", ".join(str(v) for v in literal.values)
+    if (enum := _ENUM.match(reason)) and (allowed := _choices(leaf)):
         return Problem(_render(steps), f"must be one of {allowed}, not {enum.group('value')}")
     return Problem(_render(steps), reason)
 
@@ -100,6 +98,18 @@ def _unwrap(kind: inspect.Type | None) -> inspect.Type | None:
     while isinstance(kind, inspect.Metadata):
         kind = kind.type
     return kind
+
+
+def _choices(kind: inspect.Type | None) -> str:
+    """The values a Literal or an Enum (or an optional one) allows, as text."""
+    kind = _unwrap(kind)
+    members = kind.types if isinstance(kind, inspect.UnionType) else (kind,)
+    for member in map(_unwrap, members):
+        if isinstance(member, inspect.LiteralType):
+            return ", ".join(str(v) for v in member.values)
+        if isinstance(member, inspect.EnumType):
+            return ", ".join(str(m.value) for m in member.cls)
+    return ""
 
 
 def _hint(kind: inspect.Type | None) -> str:

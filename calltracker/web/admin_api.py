@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
@@ -13,7 +13,6 @@ from calltracker.accounts.roles import Role
 from calltracker.catalog import edits
 from calltracker.catalog.edits import PoolHealth
 from calltracker.catalog.numbers_csv import CsvImportFailed
-from calltracker.catalog.sites import NewNumberError
 from calltracker.db.auth_models import User
 from calltracker.db.models import ApiToken
 from calltracker.errors import Invalid
@@ -27,17 +26,20 @@ from calltracker.keys import (
 from calltracker.telephony import call_log
 from calltracker.telephony.call_log import CallView
 from calltracker.web.auth import roles
-from calltracker.web.bodies import api
+from calltracker.web.bodies import Refusal, api
 from calltracker.web.calls_page import CallQuery
 from calltracker.web.catalog_api import (
-    field,
-    json_body,
-    number_json,
-    pool_json,
-    site_json,
-    str_list,
+    LiveStats,
+    Numbers,
+    NumberView,
+    PoolView,
+    SiteView,
+    number_view,
+    pool_view,
+    site_view,
 )
 from calltracker.web.sessions import current_session
+from number_pool import ExhaustionPolicy
 
 EVERYONE = (Role.MARKETER, Role.OPERATOR)
 
@@ -122,22 +124,72 @@ def new_token(token: ApiToken, plaintext: str) -> NewToken:
     return NewToken(**msgspec.structs.asdict(token_view(token)), token=plaintext)
 
 
-def health_json(h: PoolHealth) -> dict[str, Any]:
-    body = pool_json(h.pool)
-    body["site_key"] = h.site_key
-    body["numbers"] = h.numbers
-    s = h.stats
-    body["live"] = None
-    if s is not None:
-        body["live"] = {
-            "size": s.size,
-            "leased": s.leased,
-            "utilisation": s.utilisation,
-            "peak_concurrent": s.peak_concurrent,
-            "exhaustion_count": s.exhaustion_count,
-            "recommended_size": s.recommended_size,
-        }
-    return body
+class PoolHealthView(PoolView, frozen=True, kw_only=True):
+    """A pool with its site, its size, and its live figures when it is live."""
+
+    site_key: str
+    numbers: int
+    live: LiveStats | None  # null: not live (no numbers, or not the site's pool)
+
+
+class Pools(msgspec.Struct, frozen=True):
+    pools: list[PoolHealthView]
+
+
+class SitePatch(msgspec.Struct, frozen=True):
+    """A site's settings; fields left out stay as they are."""
+
+    name: str | None = None
+    domains: list[str] | None = None
+    default_number: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    pooled_mediums: Annotated[
+        list[str] | None, msgspec.Meta(description="mediums that get pooled numbers; [] = all")
+    ] = None
+    target_min_talk_seconds: Annotated[
+        int | None, msgspec.Meta(description="target call: answered, talked >= this")
+    ] = None
+    unique_window_days: Annotated[
+        int | None, msgspec.Meta(description="a caller is unique if silent this long")
+    ] = None
+    fallback_number_id: Annotated[
+        int | None, msgspec.Meta(description="static number for non-pooled traffic; 0 = default")
+    ] = None
+
+
+class PoolPatch(msgspec.Struct, frozen=True):
+    name: str | None = None
+    hold_seconds: int | None = None
+    policy: ExhaustionPolicy | None = None
+
+
+class NumberPatch(msgspec.Struct, frozen=True):
+    active: bool
+
+
+class BadLine(msgspec.Struct, frozen=True):
+    line: int
+    value: str
+    reason: str
+
+
+class ImportErrors(msgspec.Struct, frozen=True):
+    """Nothing was imported; every bad line is listed."""
+
+    error: str
+    message: str
+    errors: list[BadLine]
+
+
+def health_view(h: PoolHealth) -> PoolHealthView:
+    live = msgspec.convert(h.stats, LiveStats, from_attributes=True) if h.stats else None
+    return PoolHealthView(
+        **msgspec.structs.asdict(pool_view(h.pool)),
+        site_key=h.site_key,
+        numbers=h.numbers,
+        live=live,
+    )
 
 
 class CallVisit(msgspec.Struct, frozen=True, kw_only=True):
@@ -371,54 +423,60 @@ async def revoke_token(request: web.Request) -> None:
 # -- catalog settings (admin) -------------------------------------------------------------
 
 
-async def update_site(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api()
+async def update_site(request: web.Request, body: SitePatch) -> SiteView:
+    """Change a site's settings (fields left out stay as they are)."""
     site = await request.app[catalog_service_key].update_site(
         request.match_info["site"],
-        name=field(data, "name", str, None),
-        domains=str_list(data, "domains") if "domains" in data else None,
-        default_number=field(data, "default_number", str, None),
-        country=field(data, "country", str, None),
-        timezone=field(data, "timezone", str, None),
-        pooled_mediums=str_list(data, "pooled_mediums") if "pooled_mediums" in data else None,
-        target_min_talk_seconds=field(data, "target_min_talk_seconds", int, None),
-        unique_window_days=field(data, "unique_window_days", int, None),
-        fallback_number_id=field(data, "fallback_number_id", int, None),
+        name=body.name,
+        domains=body.domains,
+        default_number=body.default_number,
+        country=body.country,
+        timezone=body.timezone,
+        pooled_mediums=body.pooled_mediums,
+        target_min_talk_seconds=body.target_min_talk_seconds,
+        unique_window_days=body.unique_window_days,
+        fallback_number_id=body.fallback_number_id,
     )
-    return web.json_response(site_json(site))
+    return site_view(site)
 
 
-async def list_pools(request: web.Request) -> web.Response:
+@api()
+async def list_pools(request: web.Request) -> Pools:
+    """Every pool with live utilisation, peak, exhaustion count, recommended size."""
     async with request.app[sessionmaker_key]() as session:
         health = await edits.pool_overview(session, request.app[pools_key])
-    return web.json_response({"pools": [health_json(h) for h in health]})
+    return Pools([health_view(h) for h in health])
 
 
-async def update_pool(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api()
+async def update_pool(request: web.Request, body: PoolPatch) -> PoolView:
+    """Change a pool's name, hold time or exhaustion policy."""
     pool = await request.app[catalog_service_key].update_pool(
         int(request.match_info["pool"]),
-        name=field(data, "name", str, None),
-        hold_seconds=field(data, "hold_seconds", int, None),
-        policy=field(data, "policy", str, None),
+        name=body.name,
+        hold_seconds=body.hold_seconds,
+        policy=body.policy.value if body.policy is not None else None,
     )
-    return web.json_response(pool_json(pool))
+    return pool_view(pool)
 
 
-async def update_number(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api()
+async def update_number(request: web.Request, body: NumberPatch) -> NumberView:
+    """Turn a number on or off."""
     row = await request.app[catalog_service_key].set_number_active(
-        int(request.match_info["number"]), field(data, "active", bool)
+        int(request.match_info["number"]), body.active
     )
-    return web.json_response(number_json(row))
+    return number_view(row)
 
 
-def _line_json(e: NewNumberError) -> dict[str, Any]:
-    return {"line": e.line, "value": e.value, "reason": e.reason}
+@api(status=201, errors={400: ImportErrors}, accepts=("text/csv",))
+async def import_numbers(request: web.Request) -> Numbers:
+    """Import numbers from CSV: number,site,pool,source,medium,campaign.
 
-
-async def import_numbers(request: web.Request) -> web.Response:
-    """Body: the CSV itself (text/csv); every bad line comes back in `errors`."""
+    The body is the CSV itself; nothing is imported if a line is bad, and every bad line
+    comes back in ``errors``.
+    """
     try:
         text = await request.text()
     except UnicodeDecodeError:
@@ -427,11 +485,9 @@ async def import_numbers(request: web.Request) -> web.Response:
         rows = await request.app[catalog_service_key].import_numbers_csv(text)
     except CsvImportFailed as err:
         lines = err.details if isinstance(err.details, list) else []
-        return web.json_response(
-            {"error": err.code, "message": err.message, "errors": [_line_json(e) for e in lines]},
-            status=400,
-        )
-    return web.json_response({"numbers": [number_json(n) for n in rows]}, status=201)
+        bad = [msgspec.convert(e, BadLine, from_attributes=True) for e in lines]
+        raise Refusal(400, ImportErrors(err.code, err.message, bad)) from None
+    return Numbers([number_view(n) for n in rows])
 
 
 # -- calls (every role) -------------------------------------------------------------------

@@ -2,172 +2,234 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+from typing import Annotated, Literal
 
+import msgspec
 from aiohttp import web
 
 from calltracker.catalog import sites
 from calltracker.catalog.cache import pool_key
 from calltracker.db.models import Pool, Site, TrackingNumber
-from calltracker.errors import Invalid
 from calltracker.keys import catalog_service_key, pools_key, sessionmaker_key
+from calltracker.web.bodies import api
+from number_pool import ExhaustionPolicy
+
+# -- what the API answers -----------------------------------------------------------------
 
 
-def site_json(site: Site) -> dict[str, Any]:
-    return {
-        "id": site.id,
-        "key": site.key,
-        "name": site.name,
-        "domains": site.domains,
-        "country": site.country,
-        "timezone": site.timezone,
-        "default_number": site.default_number,
-        "pooled_mediums": site.pooled_mediums,
-        "target_min_talk_seconds": site.target_min_talk_seconds,
-        "unique_window_days": site.unique_window_days,
-    }
+class SiteView(msgspec.Struct, frozen=True, kw_only=True):
+    """A tracked website."""
+
+    id: int
+    key: str  # the widget's site_key
+    name: str
+    domains: list[str]
+    country: str  # ISO 3166 region: how its phone numbers are read and written
+    timezone: str  # its reports' days
+    default_number: str  # E.164: what unattributed traffic and bots see
+    pooled_mediums: list[str]
+    target_min_talk_seconds: int
+    unique_window_days: int
 
 
-def pool_json(pool: Pool) -> dict[str, Any]:
-    return {
-        "id": pool.id,
-        "site_id": pool.site_id,
-        "name": pool.name,
-        "hold_seconds": pool.hold_seconds,
-        "policy": pool.policy,
-    }
+class PoolView(msgspec.Struct, frozen=True, kw_only=True):
+    """A site's pool of numbers handed out to visitors."""
+
+    id: int
+    site_id: int
+    name: str
+    hold_seconds: int  # how long a number stays a visitor's after their last ping
+    policy: ExhaustionPolicy  # what a visitor sees when every number is held
 
 
-def number_json(number: TrackingNumber) -> dict[str, Any]:
-    return {
-        "id": number.id,
-        "number": number.number,
-        "site_id": number.site_id,
-        "kind": number.kind,
-        "pool_id": number.pool_id,
-        "source": number.source,
-        "medium": number.medium,
-        "campaign": number.campaign,
-    }
+class NumberView(msgspec.Struct, frozen=True, kw_only=True):
+    """A tracked number: pooled, or static (bound for good to a label)."""
+
+    id: int
+    number: Annotated[str, msgspec.Meta(description="E.164")]
+    site_id: int
+    kind: Literal["pool", "static"]
+    pool_id: int | None
+    source: str
+    medium: str
+    campaign: str
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise Invalid(f"malformed JSON: {err}", code="malformed_json") from None
-    if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object", code="malformed_json")
-    return data
+class SiteDetail(SiteView, frozen=True, kw_only=True):
+    pools: list[PoolView]
+    numbers: list[NumberView]
 
 
-def field(data: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
-    if name not in data:
-        if default is ...:
-            raise Invalid(f"{name} is required", code="invalid_field")
-        return default
-    value = data[name]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise Invalid(f"{name} must be of type {kind.__name__}", code="invalid_field")
-    return value
+class NewPool(PoolView, frozen=True, kw_only=True):
+    numbers: list[str]  # the numbers added with it, E.164
 
 
-def str_list(data: dict[str, Any], name: str) -> list[str]:
-    value = field(data, name, list, [])
-    if not all(isinstance(v, str) for v in value):
-        raise Invalid(f"{name} must be a list of strings", code="invalid_field")
-    return list(value)
+class LiveStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A pool's live figures, from the pool backend."""
+
+    size: int
+    leased: int  # live leases now
+    utilisation: float  # leased / size
+    peak_concurrent: int  # most live leases at once, ever observed
+    exhaustion_count: int  # lease requests that found no free number
+    recommended_size: int
 
 
-async def list_sites(request: web.Request) -> web.Response:
+class PoolStats(LiveStats, frozen=True, kw_only=True):
+    pool_id: int
+
+
+class Sites(msgspec.Struct, frozen=True):
+    sites: list[SiteView]
+
+
+class Numbers(msgspec.Struct, frozen=True):
+    numbers: list[NumberView]
+
+
+def site_view(site: Site) -> SiteView:
+    return msgspec.convert(site, SiteView, from_attributes=True)
+
+
+def pool_view(pool: Pool) -> PoolView:
+    return msgspec.convert(pool, PoolView, from_attributes=True)
+
+
+def number_view(number: TrackingNumber) -> NumberView:
+    return msgspec.convert(number, NumberView, from_attributes=True)
+
+
+# -- what it takes ------------------------------------------------------------------------
+
+
+class SiteInput(msgspec.Struct, frozen=True):
+    """A new site; country and time zone have the catalog's defaults."""
+
+    key: str
+    default_number: str
+    name: str = ""
+    domains: list[str] = []
+    country: str | None = None
+    timezone: str | None = None
+    pooled_mediums: list[str] = []
+
+
+class PoolInput(msgspec.Struct, frozen=True):
+    """A new pool; name, hold time and policy have the catalog's defaults."""
+
+    name: str | None = None
+    hold_seconds: int | None = None
+    policy: ExhaustionPolicy | None = None
+    numbers: list[str] = []
+
+
+class NumbersInput(msgspec.Struct, frozen=True):
+    numbers: list[str]  # added all or nothing
+
+
+class StaticNumberInput(msgspec.Struct, frozen=True):
+    """A number bound for good to a label, for an offline ad (a billboard, a radio spot)."""
+
+    number: str
+    source: str
+    medium: str | None = None
+    campaign: str = ""
+
+
+class NumbersQuery(msgspec.Struct, frozen=True):
+    site_id: int | None = None
+    kind: Literal["pool", "static"] | None = None
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+@api()
+async def list_sites(request: web.Request) -> Sites:
+    """List sites."""
     async with request.app[sessionmaker_key]() as session:
         rows = await sites.list_sites(session)
-    return web.json_response({"sites": [site_json(s) for s in rows]})
+    return Sites([site_view(s) for s in rows])
 
 
-async def create_site(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def create_site(request: web.Request, body: SiteInput) -> SiteView:
+    """Create a site."""
     site = await request.app[catalog_service_key].create_site(
-        key=field(data, "key", str),
-        name=field(data, "name", str, ""),
-        domains=str_list(data, "domains"),
-        default_number=field(data, "default_number", str),
-        country=field(data, "country", str, None),
-        timezone=field(data, "timezone", str, None),
-        pooled_mediums=str_list(data, "pooled_mediums"),
+        key=body.key,
+        name=body.name,
+        domains=body.domains,
+        default_number=body.default_number,
+        country=body.country,
+        timezone=body.timezone,
+        pooled_mediums=body.pooled_mediums,
     )
-    return web.json_response(site_json(site), status=201)
+    return site_view(site)
 
 
-async def get_site(request: web.Request) -> web.Response:
+@api()
+async def get_site(request: web.Request) -> SiteDetail:
+    """A site with its pools and numbers."""
     async with request.app[sessionmaker_key]() as session:
         site = await sites.get_site(session, request.match_info["site"])
         pools = await sites.list_pools(session, site.id)
         numbers = await sites.list_numbers(session, site.id)
-    body = site_json(site)
-    body["pools"] = [pool_json(p) for p in pools]
-    body["numbers"] = [number_json(n) for n in numbers]
-    return web.json_response(body)
+    return SiteDetail(
+        **msgspec.structs.asdict(site_view(site)),
+        pools=[pool_view(p) for p in pools],
+        numbers=[number_view(n) for n in numbers],
+    )
 
 
-async def create_pool(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def create_pool(request: web.Request, body: PoolInput) -> NewPool:
+    """Create a pool on a site, optionally with numbers."""
     pool, added = await request.app[catalog_service_key].create_pool(
         request.match_info["site"],
-        name=field(data, "name", str, None),
-        hold_seconds=field(data, "hold_seconds", int, None),
-        policy=field(data, "policy", str, None),
-        numbers=str_list(data, "numbers"),
+        name=body.name,
+        hold_seconds=body.hold_seconds,
+        policy=body.policy.value if body.policy is not None else None,
+        numbers=body.numbers,
     )
-    body = pool_json(pool)
-    body["numbers"] = [n.number for n in added]
-    return web.json_response(body, status=201)
+    return NewPool(**msgspec.structs.asdict(pool_view(pool)), numbers=[n.number for n in added])
 
 
-async def add_pool_numbers(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def add_pool_numbers(request: web.Request, body: NumbersInput) -> Numbers:
+    """Add numbers to a pool (all or nothing)."""
     added = await request.app[catalog_service_key].add_pool_numbers(
-        int(request.match_info["pool"]), str_list(data, "numbers")
+        int(request.match_info["pool"]), body.numbers
     )
-    return web.json_response({"numbers": [number_json(n) for n in added]}, status=201)
+    return Numbers([number_view(n) for n in added])
 
 
-async def pool_stats(request: web.Request) -> web.Response:
+@api()
+async def pool_stats(request: web.Request) -> PoolStats:
+    """A pool's live figures."""
     async with request.app[sessionmaker_key]() as session:
         pool = await sites.get_pool(session, int(request.match_info["pool"]))
     stats = await request.app[pools_key].stats(pool_key(pool.id), time.time())
-    return web.json_response(
-        {
-            "pool_id": pool.id,
-            "size": stats.size,
-            "leased": stats.leased,
-            "utilisation": stats.utilisation,
-            "peak_concurrent": stats.peak_concurrent,
-            "exhaustion_count": stats.exhaustion_count,
-            "recommended_size": stats.recommended_size,
-        }
-    )
+    live = msgspec.convert(stats, LiveStats, from_attributes=True)
+    return PoolStats(**msgspec.structs.asdict(live), pool_id=pool.id)
 
 
-async def add_static_number(request: web.Request) -> web.Response:
-    data = await json_body(request)
+@api(status=201)
+async def add_static_number(request: web.Request, body: StaticNumberInput) -> NumberView:
+    """Bind a static number to a label for an offline ad."""
     row = await request.app[catalog_service_key].add_static_number(
         request.match_info["site"],
-        field(data, "number", str),
-        source=field(data, "source", str),
-        medium=field(data, "medium", str, None),
-        campaign=field(data, "campaign", str, ""),
+        body.number,
+        source=body.source,
+        medium=body.medium,
+        campaign=body.campaign,
     )
-    return web.json_response(number_json(row), status=201)
+    return number_view(row)
 
 
-async def list_numbers(request: web.Request) -> web.Response:
-    site_id = request.query.get("site_id")
-    kind = request.query.get("kind")
-    if site_id is not None and not site_id.isdigit():
-        raise Invalid("site_id must be a number", code="invalid_field")
+@api()
+async def list_numbers(request: web.Request, query: NumbersQuery) -> Numbers:
+    """List tracked numbers."""
     async with request.app[sessionmaker_key]() as session:
-        rows = await sites.list_numbers(session, int(site_id) if site_id else None, kind)
-    return web.json_response({"numbers": [number_json(n) for n in rows]})
+        rows = await sites.list_numbers(session, query.site_id, query.kind)
+    return Numbers([number_view(n) for n in rows])
