@@ -65,6 +65,7 @@ class Route:
     statuses: tuple[int, ...]  # success statuses, the default first
     errors: Mapping[int, Any]  # error statuses whose body is not the usual ErrorBody
     accepts: tuple[str, ...]  # media types of the body other than JSON, read by the handler
+    media: tuple[str, ...] = (JSON,)  # the success body's media types
 
 
 def api(
@@ -112,6 +113,20 @@ def api(
         return run
 
     return wrap
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def described(*statuses: int, media: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Document a handler that writes its own response: audio, a CORS preflight (no body)."""
+
+    def mark(handler: F) -> F:
+        response = bytes if media else None
+        handler.__dict__[MARK] = Route(None, None, response, statuses, {}, (), media)
+        return handler
+
+    return mark
 
 
 def route_of(handler: Any) -> Route | None:

@@ -13,6 +13,7 @@ from calltracker.errors import NotFound
 from calltracker.keys import sessionmaker_key, settings_key
 from calltracker.telephony import call_log, recording_links
 from calltracker.web.auth import public, roles
+from calltracker.web.bodies import described
 
 SIGNED_ROUTE = r"/recordings/{call:\d+}.mp3"
 
@@ -29,6 +30,7 @@ def audio_response(path: Path) -> web.FileResponse:
 
 
 @roles(Role.MARKETER, Role.OPERATOR)
+@described(200, 206, media=tuple(call_log.AUDIO_TYPES.values()))
 async def call_recording(request: web.Request) -> web.FileResponse:
     """The call's audio, for the console's player."""
     async with request.app[sessionmaker_key]() as session:

@@ -14,7 +14,7 @@ from calltracker.errors import CalltrackerError
 from calltracker.keys import catalog_key, visit_limiter_key, visits_key
 from calltracker.tracking.visits import PingResult, VisitRequest, VisitResult
 from calltracker.web.auth import public
-from calltracker.web.bodies import api
+from calltracker.web.bodies import api, described
 from calltracker.web.client_address import client_ip
 from calltracker.web.errors import TooManyRequests, error_response, status_for
 
@@ -116,6 +116,7 @@ async def visit_event(request: web.Request, body: EventBody) -> None:
 
 
 @public
+@described(204)
 async def preflight(request: web.Request) -> web.StreamResponse:
     """CORS preflight for the sites' origins."""
     response = web.Response(status=204)
