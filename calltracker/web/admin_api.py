@@ -426,17 +426,9 @@ async def revoke_token(request: web.Request) -> None:
 @api()
 async def update_site(request: web.Request, body: SitePatch) -> SiteView:
     """Change a site's settings (fields left out stay as they are)."""
+    # The body's fields are the use case's arguments, name for name; None leaves one as it is.
     site = await request.app[catalog_service_key].update_site(
-        request.match_info["site"],
-        name=body.name,
-        domains=body.domains,
-        default_number=body.default_number,
-        country=body.country,
-        timezone=body.timezone,
-        pooled_mediums=body.pooled_mediums,
-        target_min_talk_seconds=body.target_min_talk_seconds,
-        unique_window_days=body.unique_window_days,
-        fallback_number_id=body.fallback_number_id,
+        request.match_info["site"], **msgspec.structs.asdict(body)
     )
     return site_view(site)
 

@@ -104,7 +104,7 @@ def number_view(number: TrackingNumber) -> NumberView:
 
 
 class SiteInput(msgspec.Struct, frozen=True):
-    """A new site; country and time zone have the catalog's defaults."""
+    """A new site; country and time zone have the catalog's defaults (CatalogService)."""
 
     key: str
     default_number: str
@@ -156,15 +156,8 @@ async def list_sites(request: web.Request) -> Sites:
 @api(status=201)
 async def create_site(request: web.Request, body: SiteInput) -> SiteView:
     """Create a site."""
-    site = await request.app[catalog_service_key].create_site(
-        key=body.key,
-        name=body.name,
-        domains=body.domains,
-        default_number=body.default_number,
-        country=body.country,
-        timezone=body.timezone,
-        pooled_mediums=body.pooled_mediums,
-    )
+    # The body's fields are the use case's arguments, name for name.
+    site = await request.app[catalog_service_key].create_site(**msgspec.structs.asdict(body))
     return site_view(site)
 
 
