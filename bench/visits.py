@@ -82,6 +82,7 @@ async def prepare(mode: str, workdir: Path) -> dict[str, str]:
         client = aioredis.Redis.from_url(REDIS_URL)
         await client.flushdb()
         await client.aclose()
+    cli(env, "migrate")  # the other commands refuse a database that is behind
     cli(
         env,
         "site",
