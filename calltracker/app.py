@@ -31,6 +31,7 @@ from calltracker.clock import utcnow
 from calltracker.db.engine import create_engine, create_sessionmaker, is_sqlite
 from calltracker.db.lease_journal import SqlLeaseJournal
 from calltracker.db.models import Call
+from calltracker.deals.sync import DealSync, SyncSettings
 from calltracker.integrations.outbox.enqueue import enqueue_for_call
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
@@ -40,6 +41,8 @@ from calltracker.keys import (
     card_maker_key,
     catalog_key,
     catalog_service_key,
+    deal_sync_key,
+    deal_sync_settings_key,
     engine_key,
     http_key,
     login_throttle_key,
@@ -168,7 +171,8 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         # SQLite has one writer; more loops would only queue on its lock.
         log.warning("event=outbox_workers_capped requested=%s sqlite=1", settings.workers)
         settings = replace(settings, workers=1)
-    ttl = timedelta(days=settings.recording_link_days)
+    days = settings.recording_link_days
+    ttl = None if days is None else timedelta(days=days)
 
     def link(call: Call) -> str:
         return recording_links.call_recording_url(app[settings_key], call, ttl=ttl, now=utcnow())
@@ -179,6 +183,26 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("event=outbox_started workers=%s", settings.workers)
     yield
     await workers.stop()
+
+
+async def deals_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deals back from the CRMs (deals/sync.py): the records their webhooks named, and the
+    polling backstop. After the outbox, whose adapters it shares: one rate limiter and one
+    set of OAuth tokens per CRM, however many loops talk to it."""
+    workers = app[outbox_key]
+    sync = DealSync(
+        app[sessionmaker_key],
+        workers.adapters,
+        app.get(deal_sync_settings_key) or SyncSettings(),
+        on_won=workers.wake,  # a won deal queued its reports to the ad platforms
+    )
+    app[deal_sync_key] = sync
+
+    async def look() -> None:
+        await sync.run_once()
+
+    async with running_every(sync.settings.interval, look, "deal-sync"):
+        yield
 
 
 async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -367,6 +391,7 @@ def create_app(settings: Settings) -> web.Application:
             # Outgoing HTTP, then the outbox loops that use it.
             http_ctx,
             outbox_ctx,
+            deals_ctx,  # deals back from the CRMs, through the outbox's adapters
             # Calls: the AMI listener starts after what it feeds and stops before it.
             telephony_ctx,
             # FastAGI caller-ID tags, and the operators' live cards fed by the recorder.

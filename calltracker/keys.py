@@ -14,6 +14,7 @@ from calltracker.accounts.tokens import TokenVerifier
 from calltracker.catalog.cache import CatalogCache
 from calltracker.catalog.service import CatalogService
 from calltracker.db.engine import SessionMaker
+from calltracker.deals.sync import DealSync, SyncSettings
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.metrics import Metrics
@@ -46,6 +47,9 @@ current_session_key = web.RequestKey("current_session_key", SessionInfo)
 http_key = web.AppKey("http_key", aiohttp.ClientSession)
 outbox_settings_key = web.AppKey("outbox_settings_key", OutboxSettings)
 outbox_key = web.AppKey("outbox_key", OutboxWorkers)
+# Deals back from the CRMs (deals/sync.py): the webhooks' fetches and the polling backstop.
+deal_sync_settings_key = web.AppKey("deal_sync_settings_key", SyncSettings)
+deal_sync_key = web.AppKey("deal_sync_key", DealSync)
 # Calls: the recorder stores call facts; the listener exists only when AMI is configured.
 recorder_key = web.AppKey("recorder_key", CallRecorder)
 # The AMI listener of this process's term as leader (telephony/leader.py), if AMI is configured.

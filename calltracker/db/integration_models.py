@@ -52,8 +52,13 @@ class OutboxRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     integration_id: Mapped[int] = mapped_column(ForeignKey("integration.id", ondelete="CASCADE"))
     call_id: Mapped[int] = mapped_column(ForeignKey("call.id", ondelete="CASCADE"), index=True)
-    stage: Mapped[str] = mapped_column(String(10))  # ring | hangup
-    # f"{integration_id}:{call_id}:{stage}": a re-emitted call fact cannot add a second row.
+    stage: Mapped[str] = mapped_column(String(10))  # ring | hangup | won
+    # The won deal a "won" row reports to an ad platform (deals/); None for call stages.
+    deal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deal.id", ondelete="CASCADE"), default=None
+    )
+    # f"{integration_id}:{call_id}:{stage}" (f"{integration_id}:deal:{deal_id}:won" for a
+    # deal): a re-emitted call fact or a deal seen twice cannot add a second row.
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     state: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)

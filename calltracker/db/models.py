@@ -106,6 +106,8 @@ class Visit(Base):
     referrer: Mapped[str] = mapped_column(Text, default="")
     ga_client_id: Mapped[str] = mapped_column(String(100), default="")
     ym_client_id: Mapped[str] = mapped_column(String(100), default="")
+    # GA4 session ids from the _ga_<stream> cookies: "STREAM.SESSION", space-separated.
+    ga_sessions: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # Attributed (last non-direct) labels; touch_* is what this visit itself carried.
     source: Mapped[str] = mapped_column(String(256))
     medium: Mapped[str] = mapped_column(String(256))

@@ -1,4 +1,6 @@
-"""Report tables: ad spend per day and label, won deals (conversions), each site's currency."""
+"""Report tables: ad spend per day and label, each site's currency, visits per local day.
+
+Won deals, which bring revenue, are deals (db/deal_models.py)."""
 
 from __future__ import annotations
 
@@ -39,33 +41,6 @@ class AdSpend(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Conversion(Base):
-    """A won deal posted back by a CRM, matched to the call that brought it."""
-
-    __tablename__ = "conversion"
-    __table_args__ = (
-        UniqueConstraint("site_id", "external_id", name="uq_conversion_deal"),
-        Index("ix_conversion_call", "call_id"),
-        Index("ix_conversion_site_call_started", "site_id", "call_started_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
-    external_id: Mapped[str] = mapped_column(String(128))  # the CRM's deal id
-    call_id: Mapped[int | None] = mapped_column(
-        ForeignKey("call.id", ondelete="SET NULL"), default=None
-    )
-    # The matched call's start, copied so that revenue per period is a range lookup on this
-    # table instead of a join through every call of the period. A call's start never changes.
-    call_started_at: Mapped[datetime | None] = mapped_column(default=None)
-    phone: Mapped[str] = mapped_column(String(32), default="")
-    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
-    currency: Mapped[str] = mapped_column(String(3))
-    converted_at: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ReportCurrency(Base):
@@ -152,4 +127,4 @@ class VisitDayDone(Base):
     rolled_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["AdSpend", "Conversion", "ReportCurrency", "VisitDay", "VisitDayDone"]
+__all__ = ["AdSpend", "ReportCurrency", "VisitDay", "VisitDayDone"]

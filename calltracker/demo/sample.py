@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calltracker.db.deal_models import Deal
 from calltracker.db.models import Call, Site, Visit
-from calltracker.db.report_models import AdSpend, Conversion
+from calltracker.db.report_models import AdSpend
 from calltracker.reports import money, visit_rollup
 
 CURRENCY = "RUB"
@@ -134,20 +135,36 @@ async def seed_demo(
     session.add_all(spend)
     session.add_all(calls)
     await session.flush()
-    deals = [
-        Conversion(
-            site_id=site.id,
-            external_id=f"demo-deal-{call.id}",
-            call_id=call.id,
-            call_started_at=call.started_at,
-            phone=call.caller,
-            amount=rng.randrange(5_000, 60_000) * money.MINOR_PER_MAJOR,
-            currency=CURRENCY,
-            converted_at=min(now, call.started_at + timedelta(days=rng.randrange(0, 5))),
+    deals = []
+    for call in calls:
+        if not call.target or rng.random() >= 0.3:
+            continue
+        won_at = min(now, call.started_at + timedelta(days=rng.randrange(0, 5)))
+        deals.append(
+            Deal(
+                site_id=site.id,
+                origin="api",
+                crm="api",
+                remote_id=f"demo-deal-{call.id}",
+                title=f"Demo deal {call.id}",
+                stage_id="WON",
+                stage_name="Won",
+                status="won",
+                amount=rng.randrange(5_000, 60_000) * money.MINOR_PER_MAJOR,
+                currency=CURRENCY,
+                opened_at=call.started_at,
+                closed_at=won_at,
+                phones=[call.caller],
+                call_id=call.id,
+                visit_id=call.visit_id,
+                match="call",
+                attributed_at=call.started_at,
+                source=call.source,
+                medium=call.medium,
+                campaign=call.campaign,
+                keyword=call.keyword,
+            )
         )
-        for call in calls
-        if call.target and rng.random() < 0.3
-    ]
     session.add_all(deals)
     await session.flush()
     # Visits now fill days that may be rolled up already (a running server's background task).

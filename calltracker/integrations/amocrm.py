@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -14,17 +19,25 @@ from calltracker.integrations.base import (
     HANGUP,
     ConfigShape,
     ConfiguredAdapter,
+    Currency,
     DeliveryResult,
     HttpReply,
     LeadCall,
     Stages,
+    Text,
     Url,
     http_error,
     last_digits,
     parse_retry_after,
     send,
 )
-from calltracker.integrations.errors import IntegrationError, PermanentError, TemporaryError
+from calltracker.integrations.deal_source import DealSyncConfig
+from calltracker.integrations.errors import (
+    AuthError,
+    IntegrationError,
+    PermanentError,
+    TemporaryError,
+)
 from calltracker.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -36,11 +49,34 @@ CALL_STATUSES = {"answered": 4, "missed": 6, "busy": 7, "failed": 3}
 _MAX_VALUE = 256  # amoCRM text fields; longer values fail validation
 
 
+class AmoOAuth(ConfigShape, frozen=True):
+    """An OAuth 2 integration: the access token lapses (a day) and is refreshed with these."""
+
+    client_id: Text
+    client_secret: Secret
+    redirect_uri: Url  # as set in the integration's settings; the token endpoint checks it
+    refresh_token: Secret  # single use: every refresh hands out a new one, stored at once
+    expires_at: int | None = None  # Unix time the access token lapses, if known
+
+
+class AmoDeals(DealSyncConfig, frozen=True):
+    """The account's deals (amoCRM "leads") back."""
+
+    # The last part of the webhook URL, /hooks/amocrm/{integration}/{secret}: amoCRM webhooks
+    # carry no signature, so the URL itself is the credential.
+    webhook_secret: Secret | None = None
+    currency: Currency = "RUB"  # a lead's price is in the account's currency
+
+
 class AmoCrmConfig(ConfigShape, frozen=True):
-    """One amoCRM (or Kommo) account, reached with a long-lived token."""
+    """One amoCRM (or Kommo) account, reached with a long-lived token or OAuth 2."""
 
     base_url: Url  # the account's own domain, e.g. https://example.amocrm.ru
-    access_token: Secret
+    access_token: Secret  # a long-lived token, or the OAuth access token (refreshed here)
+    oauth: AmoOAuth | None = None
+    operator_users: dict[str, int] = {}  # extension -> amoCRM user: who answered, not a robot
+    token_warning_days: Annotated[int, Meta(ge=1, le=365)] = 14
+    deals: AmoDeals | None = None
     new_lead: Literal["complex", "unsorted"] = "complex"
     pipeline_id: Annotated[int, Meta(ge=1)] | None = None
     responsible_user_id: Annotated[int, Meta(ge=1)] | None = None
@@ -55,10 +91,14 @@ class AmoCrmConfig(ConfigShape, frozen=True):
         force_setattr(self, "base_url", self.base_url.rstrip("/"))
 
 
+# amoCRM tracking_data codes of the ad platforms' click ids and the analytics' client ids.
+CLICK_CODES = {"gclid": "GCLID", "yclid": "YCLID"}
+
+
 def tracking_values(call: LeadCall) -> dict[str, str]:
     """Our attribution by amoCRM tracking_data field code."""
     visit = call.visit
-    return {
+    values = {
         "UTM_SOURCE": call.source,
         "UTM_MEDIUM": call.medium,
         "UTM_CAMPAIGN": call.campaign,
@@ -66,7 +106,48 @@ def tracking_values(call: LeadCall) -> dict[str, str]:
         "UTM_TERM": call.keyword,
         "UTM_REFERRER": visit.referrer if visit else "",
         "_YM_UID": visit.ym_client_id if visit else "",
+        "GCLIENTID": visit.ga_client_id if visit else "",
     }
+    if visit is not None and visit.click_id_type in CLICK_CODES:
+        values[CLICK_CODES[visit.click_id_type]] = visit.click_id
+    return values
+
+
+def user_for(call: LeadCall, config: AmoCrmConfig) -> int | None:
+    """The amoCRM user who answered (by extension), else the configured responsible one."""
+    return config.operator_users.get(call.operator, config.responsible_user_id)
+
+
+def token_expiry(token: str) -> datetime | None:
+    """When a long-lived token lapses: the ``exp`` of its JWT payload (not verified)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    padded = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    return datetime.fromtimestamp(exp, UTC)
+
+
+def warnings(config: AmoCrmConfig, now: datetime) -> list[str]:
+    """What an admin must act on before deliveries stop: a long-lived token about to lapse."""
+    if config.oauth is not None:
+        return []  # refreshed here, as long as the refresh token is used within its life
+    expires = token_expiry(config.access_token.reveal())
+    if expires is None:
+        return []
+    left = expires - now
+    when = expires.strftime("%Y-%m-%d %H:%M UTC")
+    if left <= timedelta(0):
+        return [f"the long-lived amoCRM token expired on {when}: issue a new one"]
+    if left <= timedelta(days=config.token_warning_days):
+        return [f"the long-lived amoCRM token expires on {when}, in {left.days} day(s)"]
+    return []
 
 
 def lead_payload(
@@ -93,8 +174,9 @@ def lead_payload(
         lead["custom_fields_values"] = fields
     if config.pipeline_id is not None:
         lead["pipeline_id"] = config.pipeline_id
-    if config.responsible_user_id is not None:
-        lead["responsible_user_id"] = config.responsible_user_id
+    user = user_for(call, config)
+    if user is not None:
+        lead["responsible_user_id"] = user
     return lead
 
 
@@ -122,8 +204,11 @@ def call_payload(call: LeadCall, config: AmoCrmConfig) -> dict[str, Any]:
     }
     if call.recording_url:
         item["link"] = call.recording_url
-    if config.responsible_user_id is not None:
-        item["responsible_user_id"] = config.responsible_user_id
+    user = user_for(call, config)
+    if user is not None:
+        # Without created_by amoCRM's statistics show the call as made by a robot.
+        item["responsible_user_id"] = user
+        item["created_by"] = user
     return item
 
 
@@ -165,6 +250,12 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
     def _prepare(self) -> None:
         self._tracking_codes: frozenset[str] | None = None
         self._host = urlsplit(self.config.base_url).hostname or "?"
+        self._access = self.config.access_token
+        oauth = self.config.oauth
+        self._refresh_token = oauth.refresh_token if oauth else Secret("")
+        self._expires_at = oauth.expires_at if oauth else None
+        self._refreshing = asyncio.Lock()
+        self._warned_on: str = ""
 
     def __repr__(self) -> str:
         return f"AmoCrmAdapter(host={self._host!r})"
@@ -193,7 +284,7 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
 
     async def _find_contact(self, phone: str) -> dict[str, str] | None:
         wanted = last_digits(phone)
-        data = await self._request(
+        data = await self.request(
             "GET", "/api/v4/contacts", params={"query": wanted, "with": "leads", "limit": "50"}
         )
         if data is None:  # 204: nobody has that number
@@ -217,7 +308,7 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
         codes: set[str] = set()
         page = 1
         while True:
-            data = await self._request(
+            data = await self.request(
                 "GET", "/api/v4/leads/custom_fields", params={"page": str(page), "limit": "250"}
             )
             if not isinstance(data, dict):
@@ -236,7 +327,7 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
         return self._tracking_codes
 
     async def _add_lead(self, call: LeadCall, codes: frozenset[str]) -> dict[str, str]:
-        data = await self._request(
+        data = await self.request(
             "POST", "/api/v4/leads/complex", json=[lead_payload(call, self.config, codes)]
         )
         if (
@@ -255,7 +346,7 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
         return ids
 
     async def _add_unsorted(self, call: LeadCall, codes: frozenset[str]) -> dict[str, str]:
-        data = await self._request(
+        data = await self.request(
             "POST", "/api/v4/leads/unsorted/sip", json=[unsorted_payload(call, self.config, codes)]
         )
         unsorted = data.get("_embedded", {}).get("unsorted", []) if isinstance(data, dict) else []
@@ -271,7 +362,7 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
         return ids
 
     async def _add_call(self, call: LeadCall) -> dict[str, str]:
-        data = await self._request("POST", "/api/v4/calls", json=[call_payload(call, self.config)])
+        data = await self.request("POST", "/api/v4/calls", json=[call_payload(call, self.config)])
         calls = data.get("_embedded", {}).get("calls", []) if isinstance(data, dict) else []
         for item in calls:
             if (
@@ -285,26 +376,124 @@ class AmoCrmAdapter(ConfiguredAdapter[AmoCrmConfig]):
             "amocrm calls: the call was not attached to any contact", retry_after=60.0
         )
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        reply = await send(
-            self._session,
-            method,
-            self.config.base_url + path,
-            service=f"amocrm {path}",
-            limiter=self._limiter,
-            timeout=self.config.timeout,
-            headers={"Authorization": f"Bearer {self.config.access_token.reveal()}"},
-            **kwargs,
-        )
-        if reply.status == 204:
-            return None
-        try:
-            data = reply.json()
-        except ValueError:
-            data = None
-        if 200 <= reply.status < 300:
-            return data
-        raise self._error(path, reply, data)
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; its JSON, or None for 204. An OAuth token that lapsed is refreshed
+        once and the call repeated."""
+        self._warn_expiry()
+        if self._expires_at is not None and self._clock().timestamp() >= self._expires_at - 60:
+            await self._refresh(self._access)
+        for attempt in (1, 2):
+            used = self._access
+            reply = await send(
+                self._session,
+                method,
+                self.config.base_url + path,
+                service=f"amocrm {path}",
+                limiter=self._limiter,
+                timeout=self.config.timeout,
+                headers={"Authorization": f"Bearer {used.reveal()}"},
+                **kwargs,
+            )
+            if reply.status == 204:
+                return None
+            try:
+                data = reply.json()
+            except ValueError:
+                data = None
+            if 200 <= reply.status < 300:
+                return data
+            if reply.status == 401 and self.config.oauth is not None and attempt == 1:
+                await self._refresh(used)
+                continue
+            raise self._error(path, reply, data)
+        raise AssertionError("unreachable")
+
+    async def _refresh(self, failed: Secret) -> None:
+        """New tokens for ``failed``; once, however many deliveries found it lapsed."""
+        oauth = self.config.oauth
+        assert oauth is not None
+        async with self._refreshing:
+            if self._access != failed:
+                return  # refreshed while this call waited for the lock
+            reply = await send(
+                self._session,
+                "POST",
+                self.config.base_url + "/oauth2/access_token",
+                service="amocrm oauth",
+                limiter=self._limiter,
+                timeout=self.config.timeout,
+                json={
+                    "client_id": oauth.client_id,
+                    "client_secret": oauth.client_secret.reveal(),
+                    "grant_type": "refresh_token",
+                    "refresh_token": self._refresh_token.reveal(),
+                    "redirect_uri": oauth.redirect_uri,
+                },
+            )
+            try:
+                data = reply.json()
+            except ValueError:
+                data = None
+            if reply.status >= 500 or reply.status == 429:
+                raise TemporaryError(f"amocrm oauth: HTTP {reply.status}", status=reply.status)
+            if reply.status != 200 or not isinstance(data, dict) or not data.get("access_token"):
+                if await self._adopt_stored():
+                    return
+                detail = (
+                    str(data.get("hint") or data.get("detail") or "")
+                    if isinstance(data, dict)
+                    else ""
+                )
+                raise AuthError(
+                    f"amocrm oauth refresh refused: HTTP {reply.status} {detail}".strip(),
+                    status=reply.status,
+                )
+            self._access = Secret(str(data["access_token"]))
+            self._refresh_token = Secret(str(data.get("refresh_token") or ""))
+            expires_in = data.get("expires_in")
+            self._expires_at = (
+                int(self._clock().timestamp()) + int(expires_in)
+                if isinstance(expires_in, int) and expires_in > 0
+                else None
+            )
+            log.info("amocrm oauth tokens refreshed host=%s", self._host)
+            if self._tokens is not None:
+                # The old refresh token is spent now: the new pair must outlive a restart.
+                await self._tokens.save(
+                    {
+                        "access_token": self._access.reveal(),
+                        "oauth": {
+                            "refresh_token": self._refresh_token.reveal(),
+                            "expires_at": self._expires_at,
+                        },
+                    }
+                )
+
+    async def _adopt_stored(self) -> bool:
+        """Another process refreshed first (our refresh token is spent): take its tokens."""
+        if self._tokens is None:
+            return False
+        stored = await self._tokens.load()
+        oauth = stored.get("oauth")
+        if not isinstance(oauth, Mapping):
+            return False
+        refresh = str(oauth.get("refresh_token") or "")
+        if not refresh or refresh == self._refresh_token.reveal():
+            return False
+        self._access = Secret(str(stored.get("access_token") or ""))
+        self._refresh_token = Secret(refresh)
+        expires = oauth.get("expires_at")
+        self._expires_at = int(expires) if isinstance(expires, int) else None
+        log.info("amocrm oauth tokens taken from the store host=%s", self._host)
+        return True
+
+    def _warn_expiry(self) -> None:
+        today = self._clock().date().isoformat()
+        if self._warned_on == today:
+            return
+        self._warned_on = today
+        for text in warnings(self.config, self._clock()):
+            log.warning("amocrm token host=%s: %s", self._host, text)
 
     def _error(self, path: str, reply: HttpReply, data: Any) -> IntegrationError:
         service = f"amocrm {path}"

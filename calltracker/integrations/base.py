@@ -9,7 +9,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
@@ -26,7 +26,6 @@ from calltracker.integrations.errors import (
     PermanentError,
     TemporaryError,
 )
-from calltracker.settings import Secret
 from calltracker.shapes import INVALID, dec_hook, explain
 
 Stage = Literal["ring", "hangup"]
@@ -58,9 +57,43 @@ class Visit:
     ga_client_id: str = ""
     ym_client_id: str = ""
     visited_at: datetime | None = None
+    # GA4 session ids by stream (the measurement id without "G-"), from _ga_<stream> cookies.
+    ga_sessions: Mapping[str, str] = field(default_factory=dict)
+    click_id: str = ""  # the ad click's id as the landing URL carried it
+    click_id_type: str = ""  # its parameter: gclid, gbraid, wbraid, yclid, ...
 
     def __post_init__(self) -> None:
         _require_aware("visited_at", self.visited_at)
+
+    def ga_session(self, measurement_id: str) -> str:
+        """The visit's GA4 session id on that stream, or "" when the widget saw none."""
+        return self.ga_sessions.get(measurement_id.removeprefix("G-"), "")
+
+
+@dataclass(frozen=True)
+class DealFacts:
+    """A won deal, as the ad platforms get it back: its amount, when it was won, its ids."""
+
+    deal_id: int  # ours
+    crm: str
+    remote_id: str
+    amount: int  # minor units
+    currency: str
+    won_at: datetime
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        _require_aware("won_at", self.won_at)
+
+    @property
+    def order_id(self) -> str:
+        """One id per deal, stable across resends: the platforms' dedupe key (order_id...)."""
+        return f"{self.crm}-{self.remote_id}"
+
+    @property
+    def value(self) -> float:
+        """The amount in major units, as the platforms take it."""
+        return self.amount / 100
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,21 @@ class Adapter(Protocol):
 
 
 @runtime_checkable
+class RevenueAdapter(Adapter, Protocol):
+    """An ad platform or analytics adapter that takes won deals back (outbox stage "won")."""
+
+    def sends_revenue(self) -> bool:
+        """Whether this config wants won deals at all."""
+        ...
+
+    async def deliver_revenue(
+        self, call: LeadCall, deal: DealFacts, idempotency_key: str
+    ) -> DeliveryResult:
+        """Report one won deal, brought by ``call``, once; raise from ``errors``."""
+        ...
+
+
+@runtime_checkable
 class BatchAdapter(Adapter, Protocol):
     """An adapter whose remote takes calls in scheduled batches (Yandex Metrica)."""
 
@@ -194,7 +242,16 @@ class RateLimiter:
         self._next = max(self._next, self._clock() + seconds)
 
 
-TokenSaver = Callable[[Secret, Secret], Awaitable[None]]
+class TokenStore(Protocol):
+    """Where an adapter keeps the OAuth tokens it refreshed: the integration's stored config."""
+
+    async def save(self, patch: Mapping[str, Any]) -> None:
+        """Merge ``patch`` into the stored config in one transaction (``merge_config`` rules)."""
+        ...
+
+    async def load(self) -> Mapping[str, Any]:
+        """The config as stored now: another process may have refreshed the tokens."""
+        ...
 
 
 class AdapterConfig(Protocol):
@@ -220,7 +277,7 @@ class ConfiguredAdapter(Generic[ConfigT]):
         *,
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
-        on_tokens_refreshed: TokenSaver | None = None,
+        tokens: TokenStore | None = None,
     ) -> None:
         self.config = config
         self._session = session
@@ -228,7 +285,7 @@ class ConfiguredAdapter(Generic[ConfigT]):
         self._limiter = limiter or RateLimiter(config.rate_limit)
         self._clock = clock
         # Adapters whose remote hands out new OAuth tokens keep them through this.
-        self._on_tokens_refreshed = on_tokens_refreshed
+        self._tokens = tokens
         self._prepare()
 
     def _prepare(self) -> None:

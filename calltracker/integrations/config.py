@@ -135,6 +135,8 @@ def check_rules(kind: str, config: Mapping[str, Any], trigger: str, stage: str) 
     if stage not in STAGES:
         raise Invalid(f"stage must be one of {', '.join(STAGES)}", code="invalid_field")
     stages = adapter_stages(kind, config)
+    if not stages:
+        return  # no call stage at all (Google Ads takes won deals only)
     if stage not in stages:
         raise Invalid(
             f"stage {stage!r} is not one of the stages this {kind} config sends "
@@ -254,13 +256,23 @@ async def delete_integration(session: AsyncSession, integration: Integration) ->
     await session.flush()
 
 
-async def save_tokens(
-    session: AsyncSession, integration_id: int, access_token: Secret, refresh_token: Secret
+async def patch_config(
+    session: AsyncSession, integration_id: int, patch: Mapping[str, Any]
 ) -> None:
-    """Keep OAuth tokens an adapter refreshed (Bitrix24 app), so a restart uses the new ones."""
-    integration = await get_integration(session, integration_id)
-    app = dict(integration.config.get("app") or {})
-    app["access_token"] = access_token.reveal()
-    app["refresh_token"] = refresh_token.reveal()
-    integration.config = {**integration.config, "app": app}
+    """Merge ``patch`` (OAuth tokens an adapter refreshed) into the stored config, under a row
+    lock: a refresh token is single use, so the new one must be stored whole or not at all."""
+    integration = await session.scalar(
+        select(Integration).where(Integration.id == integration_id).with_for_update()
+    )
+    if integration is None:
+        raise UnknownIntegration(f"unknown integration {integration_id}")
+    integration.config = merge_config(integration.config, patch)
     integration.updated_at = utcnow()
+
+
+async def stored_config(session: AsyncSession, integration_id: int) -> dict[str, Any]:
+    """The config as stored now (another process may have refreshed its tokens)."""
+    config = await session.scalar(
+        select(Integration.config).where(Integration.id == integration_id)
+    )
+    return dict(config or {})

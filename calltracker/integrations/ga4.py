@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from msgspec import Meta
@@ -16,6 +16,7 @@ from calltracker.integrations.base import (
     ConfigShape,
     ConfiguredAdapter,
     Currency,
+    DealFacts,
     DeliveryResult,
     HttpReply,
     LeadCall,
@@ -76,20 +77,49 @@ class Ga4Config(ConfigShape, frozen=True):
     value: float | None = None  # conversion value of a call, if the marketer sets one
     currency: Currency = "RUB"
     validate: bool = False  # send to /debug/mp/collect first and stop on any validation message
+    # Won deals (from a CRM) as purchase events, on the visit that brought the call.
+    send_revenue: bool = False
+    revenue_event: Annotated[str, Meta(max_length=40)] = "purchase"
     base_url: Url = "https://www.google-analytics.com"
     rate_limit: Annotated[float, Meta(gt=0, le=100)] = 10.0
     timeout: Annotated[float, Meta(gt=0, le=60)] = 15.0
 
     def __post_init__(self) -> None:
-        try:
-            check_event_name(self.event_name)
-        except ValueError as err:
-            raise ValueError(f"event_name: {err}") from None
+        for name in ("event_name", "revenue_event"):
+            try:
+                check_event_name(getattr(self, name))
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
         force_setattr(self, "base_url", self.base_url.rstrip("/"))
 
     @property
     def stages(self) -> frozenset[Stage]:
         return HANGUP  # an event per finished call; not configurable
+
+    @property
+    def sends_revenue(self) -> bool:
+        """Whether won deals go to this integration (outbox stage "won")."""
+        return self.send_revenue
+
+
+def _micros(moment: datetime) -> int:
+    # Exact integer microseconds: a float product can be off by one.
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value[:MAX_VALUE_LEN] if isinstance(value, str) else value
+        for key, value in params.items()
+        if value != ""
+    }
+
+
+def session_params(call: LeadCall, config: Ga4Config) -> dict[str, Any]:
+    """session_id of the visit on this stream: without it GA4 shows "(not set)" sessions."""
+    assert call.visit is not None
+    session_id = call.visit.ga_session(config.measurement_id)
+    return {"session_id": session_id} if session_id else {}
 
 
 def build_payload(call: LeadCall, config: Ga4Config) -> dict[str, Any]:
@@ -97,6 +127,7 @@ def build_payload(call: LeadCall, config: Ga4Config) -> dict[str, Any]:
     assert call.visit is not None and call.visit.ga_client_id
     started = call.started_at
     params: dict[str, Any] = {
+        **session_params(call, config),
         "source": call.source,
         "medium": call.medium,
         "campaign": call.campaign,
@@ -113,17 +144,37 @@ def build_payload(call: LeadCall, config: Ga4Config) -> dict[str, Any]:
     if config.value is not None:
         params["value"] = config.value
         params["currency"] = config.currency
-    params = {
-        key: value[:MAX_VALUE_LEN] if isinstance(value, str) else value
-        for key, value in params.items()
-        if value != ""
-    }
     return {
         "client_id": call.visit.ga_client_id,
-        # Exact integer microseconds: a float product can be off by one.
-        "timestamp_micros": int(started.timestamp()) * 1_000_000 + started.microsecond,
-        "events": [{"name": config.event_name, "params": params}],
+        "timestamp_micros": _micros(started),
+        "events": [{"name": config.event_name, "params": _clean(params)}],
     }
+
+
+def purchase_payload(
+    call: LeadCall, deal: DealFacts, config: Ga4Config, now: datetime
+) -> dict[str, Any]:
+    """The /mp/collect body for a won deal: a purchase on the visit's client and session."""
+    assert call.visit is not None and call.visit.ga_client_id
+    params: dict[str, Any] = {
+        **session_params(call, config),
+        # GA4 drops a second purchase with a transaction_id it has already seen.
+        "transaction_id": deal.order_id,
+        "value": deal.value,
+        "currency": deal.currency,
+        "source": call.source,
+        "medium": call.medium,
+        "campaign": call.campaign,
+        "engagement_time_msec": 1,
+    }
+    body: dict[str, Any] = {
+        "client_id": call.visit.ga_client_id,
+        "events": [{"name": config.revenue_event, "params": _clean(params)}],
+    }
+    # Backdated only within GA4's 72 hours; a deal won earlier counts as received now.
+    if now - deal.won_at <= MAX_AGE:
+        body["timestamp_micros"] = _micros(deal.won_at)
+    return body
 
 
 class Ga4Adapter(ConfiguredAdapter[Ga4Config]):
@@ -151,7 +202,29 @@ class Ga4Adapter(ConfiguredAdapter[Ga4Config]):
         if reason:
             log.info("ga4 skipped call_id=%s reason=%s", call.call_id, reason)
             return DeliveryResult(skipped=reason)
-        body = json.dumps(build_payload(call, self.config), ensure_ascii=False).encode()
+        await self._send(build_payload(call, self.config))
+        log.info("ga4 sent call_id=%s key=%s", call.call_id, idempotency_key)
+        return DeliveryResult(remote_ids={"measurement_id": self.config.measurement_id})
+
+    def sends_revenue(self) -> bool:
+        return self.config.sends_revenue
+
+    async def deliver_revenue(
+        self, call: LeadCall, deal: DealFacts, idempotency_key: str
+    ) -> DeliveryResult:
+        if call.visit is None or not call.visit.ga_client_id:
+            return DeliveryResult(skipped="no GA client id")
+        await self._send(purchase_payload(call, deal, self.config, self._clock()))
+        log.info("ga4 purchase sent deal_id=%s key=%s", deal.deal_id, idempotency_key)
+        return DeliveryResult(
+            remote_ids={
+                "measurement_id": self.config.measurement_id,
+                "transaction_id": deal.order_id,
+            }
+        )
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode()
         if len(body) >= MAX_BODY_BYTES:
             raise PermanentError(f"ga4: body of {len(body)} bytes is over GA4's 130 kB limit")
         if self.config.validate:
@@ -160,8 +233,6 @@ class Ga4Adapter(ConfiguredAdapter[Ga4Config]):
         # /mp/collect answers 2xx even for malformed events; validity is checked on /debug only.
         if not 200 <= reply.status < 300:
             raise http_error("ga4 /mp/collect", reply, "")
-        log.info("ga4 sent call_id=%s key=%s", call.call_id, idempotency_key)
-        return DeliveryResult(remote_ids={"measurement_id": self.config.measurement_id})
 
     async def _validate(self, body: bytes) -> None:
         reply = await self._post("/debug/mp/collect", body)

@@ -19,6 +19,7 @@ from calltracker.integrations.base import (
     ConfigShape,
     ConfiguredAdapter,
     Currency,
+    DealFacts,
     DeliveryResult,
     HttpReply,
     LeadCall,
@@ -61,6 +62,9 @@ class MetricaConfig(ConfigShape, frozen=True):
     new_goal_name: Annotated[str, Meta(max_length=255)] = ""
     comment: Annotated[str, Meta(max_length=255)] = "calltracker"
     send_client_id_type: bool = True
+    # A JavaScript-event goal's identifier: won deals go to it as offline conversions with
+    # their amount ("" sends none).
+    revenue_goal: Annotated[str, Meta(max_length=255)] = ""
     base_url: Url = "https://api-metrika.yandex.net"
     rate_limit: Annotated[float, Meta(gt=0, le=30)] = 1.0  # one upload per run; 5000 a day
     timeout: Annotated[float, Meta(gt=0, le=300)] = 60.0
@@ -73,6 +77,11 @@ class MetricaConfig(ConfigShape, frozen=True):
     @property
     def stages(self) -> frozenset[Stage]:
         return HANGUP  # uploads finished calls only
+
+    @property
+    def sends_revenue(self) -> bool:
+        """Whether won deals go to this integration (outbox stage "won")."""
+        return bool(self.revenue_goal)
 
     def columns(self) -> tuple[str, ...]:
         columns: tuple[str, ...] = BASE_COLUMNS
@@ -115,6 +124,43 @@ def row_for(call: LeadCall, config: MetricaConfig) -> dict[str, str]:
     return row
 
 
+# Offline conversions: one id column, the goal, the time and the deal's amount.
+CONVERSION_COLUMNS = ("Target", "DateTime", "Price", "Currency")
+
+
+def conversion_csv(
+    call: LeadCall, deal: DealFacts, config: MetricaConfig, now: datetime
+) -> tuple[str, str]:
+    """(the upload file, "") for a won deal, or ("", why it cannot be uploaded)."""
+    visit = call.visit
+    if visit is None:
+        return "", "no visit"
+    if visit.ym_client_id:
+        id_column, id_value = "ClientId", visit.ym_client_id
+    elif visit.click_id_type == "yclid" and visit.click_id:
+        id_column, id_value = "Yclid", visit.click_id
+    else:
+        return "", "no Metrica client id or yclid"
+    visited = visit.visited_at or call.started_at
+    if now - visited > timedelta(days=config.join_window_days):
+        return "", f"the visit is older than the {config.join_window_days}-day join window"
+    # DateTime may only be in the past: a deal stamped a little ahead (clock skew) waits.
+    when = min(deal.won_at, now)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow((id_column, *CONVERSION_COLUMNS))
+    writer.writerow(
+        (
+            id_value,
+            config.revenue_goal,
+            str(int(when.timestamp())),
+            f"{deal.amount / 100:.2f}",
+            deal.currency,
+        )
+    )
+    return out.getvalue(), ""
+
+
 def build_csv(
     calls: Sequence[LeadCall], config: MetricaConfig, now: datetime
 ) -> tuple[str, tuple[int, ...], dict[int, str]]:
@@ -151,42 +197,43 @@ class MetricaAdapter(ConfiguredAdapter[MetricaConfig]):
             return DeliveryResult(skipped=result.skipped.get(call.call_id, "not uploaded"))
         return DeliveryResult(remote_ids={"upload_id": result.upload_id})
 
+    def sends_revenue(self) -> bool:
+        return self.config.sends_revenue
+
+    async def deliver_revenue(
+        self, call: LeadCall, deal: DealFacts, idempotency_key: str
+    ) -> DeliveryResult:
+        """One offline conversion with the deal's amount; never uploaded twice (no dedupe)."""
+        text, reason = conversion_csv(call, deal, self.config, self._clock())
+        if reason:
+            return DeliveryResult(skipped=reason)
+        uploading = await self._upload("upload", text, {"comment": self.config.comment})
+        log.info(
+            "metrica conversion uploaded counter_id=%s deal_id=%s upload_id=%s key=%s",
+            self.config.counter_id,
+            deal.deal_id,
+            uploading["id"],
+            idempotency_key,
+        )
+        return DeliveryResult(
+            remote_ids={
+                "upload_id": str(uploading["id"]),
+                "upload_status": str(uploading.get("status", "")),
+            }
+        )
+
     async def deliver_batch(self, calls: Sequence[LeadCall]) -> BatchResult:
         """Upload one CSV; record ``sent`` so that these rows are never uploaded again."""
         # No dedupe key at Metrica: a batch is all or nothing, and a re-upload counts twice.
         text, sent, skipped = build_csv(calls, self.config, self._clock())
         if not sent:
             return BatchResult(upload_id="", status="nothing to upload", sent=(), skipped=skipped)
-        form = aiohttp.FormData()
-        form.add_field("file", text.encode(), filename="calls.csv", content_type="text/csv")
         params = {"comment": self.config.comment}
         if self.config.new_goal_name:
             params["new_goal_name"] = self.config.new_goal_name
         if self.config.send_client_id_type:
             params["client_id_type"] = "CLIENT_ID"
-        path = f"/management/v1/counter/{self.config.counter_id}/offline_conversions/upload_calls"
-        reply = await send(
-            self._session,
-            "POST",
-            self.config.base_url + path,
-            service="metrica upload_calls",
-            limiter=self._limiter,
-            timeout=self.config.timeout,
-            params=params,
-            data=form,
-            headers={"Authorization": f"OAuth {self.config.oauth_token.reveal()}"},
-        )
-        try:
-            data = reply.json()
-        except ValueError:
-            data = None
-        if not 200 <= reply.status < 300:
-            raise _error(reply, data)
-        uploading = data.get("uploading") if isinstance(data, dict) else None
-        if not isinstance(uploading, dict) or "id" not in uploading:
-            raise TemporaryError(
-                "metrica upload_calls: no uploading.id in the reply", status=reply.status
-            )
+        uploading = await self._upload("upload_calls", text, params)
         upload_id = str(uploading["id"])
         log.info(
             "metrica uploaded counter_id=%s upload_id=%s rows=%s skipped=%s",
@@ -199,9 +246,36 @@ class MetricaAdapter(ConfiguredAdapter[MetricaConfig]):
             upload_id=upload_id, status=str(uploading.get("status", "")), sent=sent, skipped=skipped
         )
 
+    async def _upload(self, endpoint: str, text: str, params: dict[str, str]) -> dict[str, Any]:
+        """POST one CSV as the multipart part ``file``; the reply's ``uploading``."""
+        form = aiohttp.FormData()
+        form.add_field("file", text.encode(), filename="data.csv", content_type="text/csv")
+        path = f"/management/v1/counter/{self.config.counter_id}/offline_conversions/{endpoint}"
+        service = f"metrica {endpoint}"
+        reply = await send(
+            self._session,
+            "POST",
+            self.config.base_url + path,
+            service=service,
+            limiter=self._limiter,
+            timeout=self.config.timeout,
+            params=params,
+            data=form,
+            headers={"Authorization": f"OAuth {self.config.oauth_token.reveal()}"},
+        )
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        if not 200 <= reply.status < 300:
+            raise _error(reply, data, service)
+        uploading = data.get("uploading") if isinstance(data, dict) else None
+        if not isinstance(uploading, dict) or "id" not in uploading:
+            raise TemporaryError(f"{service}: no uploading.id in the reply", status=reply.status)
+        return uploading
 
-def _error(reply: HttpReply, data: Any) -> IntegrationError:
-    service = "metrica upload_calls"
+
+def _error(reply: HttpReply, data: Any, service: str) -> IntegrationError:
     detail = ""
     error_type = ""
     if isinstance(data, dict):

@@ -1,12 +1,13 @@
-"""Won deals posted back by a CRM (webhook or CSV), matched to calls so ROI uses real revenue.
+"""Won deals posted by hand or by a bridge (JSON or CSV): deals of origin "api".
 
-A deal is idempotent by its external id per site: posting it again updates amount, time and
-match instead of adding revenue twice. It names its call directly (call_id) or by the caller's
-phone, which matches that caller's latest call to the site at or before the deal time. A deal
-whose phone matches no call is kept (a later post can still match it) but adds no revenue to
-the report, which has no label to put it under. Revenue counts on the matched call's labels
-and local day, so a period's ROI is what that period's calls brought. A batch is all or
-nothing, like spend imports.
+They are deals like the CRMs' (deals/store.py), so a deal both posted here and read from a
+CRM is two deals only if it has two ids. A deal is idempotent by its external id per site:
+posting it again updates amount, time and match instead of adding revenue twice. It names its
+call directly (call_id, matched as "call") or by the caller's phone, which matches that
+caller's latest call to the site at or before the deal time ("window", a probable match). A
+deal whose phone matches no call is kept (a later post can still match it) but adds no revenue
+to the report, which has no label to put it under. Revenue counts on the matched call's labels
+and local day. A batch is all or nothing, like spend imports.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker import phones
 from calltracker.clock import utcnow
 from calltracker.db.models import Call, Site
-from calltracker.db.report_models import Conversion
-from calltracker.db.upsert import insert_for
+from calltracker.deals import store
+from calltracker.deals.snapshot import DealSnapshot
 from calltracker.reports import money
 from calltracker.reports.rows import Batch, Records, RowError, csv_records, json_records
 
@@ -140,46 +140,28 @@ def parse_json(body: object, site: Site) -> Batch[DealIn]:
     return _collect(json_records(body if isinstance(body, list) else [body], "deal"), site)
 
 
-def caller_forms(e164: str) -> list[str]:
-    """The ways a PBX may have written this caller: +7916..., 7916..., 8916..., 916..."""
-    parsed = phonenumbers.parse(e164)
-    national = "".join(
-        ch
-        for ch in phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-        if ch.isdigit()
+async def _check_call(session: AsyncSession, site_id: int, deal: DealIn) -> RowError | None:
+    if deal.call_id is None:
+        return None
+    found = await session.scalar(
+        select(Call.id).where(Call.id == deal.call_id, Call.site_id == site_id)
     )
-    forms = [e164, e164.removeprefix("+"), national, str(parsed.national_number)]
-    return list(dict.fromkeys(forms))
+    return (
+        None if found is not None else RowError(deal.line, f"no call {deal.call_id} on this site")
+    )
 
 
-async def _match(
-    session: AsyncSession, site_id: int, deal: DealIn
-) -> tuple[int, datetime] | None | RowError:
-    """The deal's call (id and start), None when its phone matches no call, or why not."""
-    if deal.call_id is not None:
-        found = (
-            await session.execute(
-                select(Call.id, Call.started_at).where(
-                    Call.id == deal.call_id, Call.site_id == site_id
-                )
-            )
-        ).first()
-        if found is None:
-            return RowError(deal.line, f"no call {deal.call_id} on this site")
-        return found[0], found[1]
-    latest = (
-        await session.execute(
-            select(Call.id, Call.started_at)
-            .where(
-                Call.caller.in_(caller_forms(deal.phone)),
-                Call.site_id == site_id,
-                Call.started_at <= deal.converted_at,
-            )
-            .order_by(Call.started_at.desc(), Call.id.desc())
-            .limit(1)
-        )
-    ).first()
-    return None if latest is None else (latest[0], latest[1])
+def snapshot(deal: DealIn, currency: str) -> DealSnapshot:
+    return DealSnapshot(
+        remote_id=deal.external_id,
+        opened_at=deal.converted_at,
+        closed_at=deal.converted_at,
+        status="won",
+        amount=deal.amount,
+        currency=currency,
+        phones=(deal.phone,) if deal.phone else (),
+        call_id=deal.call_id,
+    )
 
 
 async def record_deals(session: AsyncSession, site: Site, batch: Batch[DealIn]) -> list[DealOut]:
@@ -188,7 +170,6 @@ async def record_deals(session: AsyncSession, site: Site, batch: Batch[DealIn]) 
     errors: list[RowError] = []
     current = await money.site_currency(session, site.id)
     wanted = current or next((d.currency for d in deals if d.currency), None)
-    matches: list[tuple[int, datetime] | None] = []
     for deal in deals:
         if wanted is None:
             errors.append(RowError(deal.line, "currency is required until the site has one"))
@@ -196,42 +177,19 @@ async def record_deals(session: AsyncSession, site: Site, batch: Batch[DealIn]) 
             errors.append(
                 RowError(deal.line, f"currency {deal.currency} differs from the site's {wanted}")
             )
-        match = await _match(session, site.id, deal)
-        if isinstance(match, RowError):
-            errors.append(match)
-            match = None
-        matches.append(match)
+        problem = await _check_call(session, site.id, deal)
+        if problem is not None:
+            errors.append(problem)
     batch.check(errors)
     assert wanted is not None  # every deal had an error otherwise
     await money.lock_currency(session, site.id, wanted)
-    insert = insert_for(session)
+    # Posted deals name their call, or match the caller's latest call at any earlier time.
+    origin = store.Origin(site_id=site.id, region=site.country, crm="api", window=None)
     out: list[DealOut] = []
-    for deal, match in zip(deals, matches, strict=True):
-        call_id, call_started_at = match if match is not None else (None, None)
-        existed = await session.scalar(
-            select(Conversion.id).where(
-                Conversion.site_id == site.id, Conversion.external_id == deal.external_id
-            )
+    now = utcnow()
+    for deal in deals:
+        result = await store.upsert(
+            session, origin, snapshot(deal, wanted), seen_via="api", now=now
         )
-        now = utcnow()
-        values = {
-            "site_id": site.id,
-            "external_id": deal.external_id,
-            "call_id": call_id,
-            "call_started_at": call_started_at,
-            "phone": deal.phone,
-            "amount": deal.amount,
-            "currency": wanted,
-            "converted_at": deal.converted_at,
-            "created_at": now,
-            "updated_at": now,
-        }
-        stmt = insert(Conversion).values(values)
-        # The CRM may resend a deal (retries, or an edited amount): the last post wins.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["site_id", "external_id"],
-            set_={k: stmt.excluded[k] for k in values if k not in ("site_id", "created_at")},
-        ).returning(Conversion.id)
-        row_id = (await session.execute(stmt)).scalar_one()
-        out.append(DealOut(deal.external_id, row_id, call_id, created=existed is None))
+        out.append(DealOut(deal.external_id, result.deal_id, result.match.call_id, result.created))
     return out

@@ -1,4 +1,5 @@
-"""The report's SQL: GROUP BY labels, and counts per local day, over visits, calls, spend, deals.
+"""The report's SQL: GROUP BY labels, and counts per local day, over visits, calls, spend, deals
+(won deals: their revenue, deals/).
 
 Each of the four sources is aggregated in the database on its own; only the small aggregated
 results are merged in Python (model.merge). Local days are exact UTC ranges worked out with
@@ -23,8 +24,9 @@ from sqlalchemy.sql.selectable import Subquery
 
 from calltracker.clock import as_date, day_bounds, utc_bounds
 from calltracker.db.base import UTCDateTime
+from calltracker.db.deal_models import Deal
 from calltracker.db.models import Call, Site, Visit
-from calltracker.db.report_models import AdSpend, Conversion, VisitDay
+from calltracker.db.report_models import AdSpend, VisitDay
 from calltracker.errors import Invalid
 from calltracker.reports import model, money, visit_rollup
 from calltracker.reports.model import LEVELS, Counts, Key
@@ -68,6 +70,7 @@ class _Scope:
     days: list[tuple[date, datetime, datetime]]
     tz: str
     rolled: frozenset[date]  # days whose visits are in VisitDay
+    currency: str = ""  # the site's: revenue in it counts
 
     def labels(self, entity: Any) -> list[Any]:
         return [getattr(entity, name) for name in LEVELS[: LEVELS.index(self.params.level) + 1]]
@@ -229,36 +232,37 @@ async def _spend(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Co
 
 
 async def _revenue(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
-    # Deals carry their call's start (conversion.call_started_at), so a period's revenue is a
-    # range on the conversion index; the call is joined only for its labels.
-    def scoped(query: AnySelect, lo: Any, hi: Any, *, labels: bool) -> AnySelect:
+    # Won deals carry the labels and the start of what brought them (deal.attributed_at, the
+    # matched call's or visit's), so a period's revenue is a range on the deal index and the
+    # revenue sits on the day, and under the labels, of the call that brought it. Deals in
+    # another currency than the site's are left out (the deals report shows them).
+    def scoped(query: AnySelect, lo: Any, hi: Any) -> AnySelect:
         query = query.where(
-            Conversion.site_id == s.site_id,
-            Conversion.call_id.is_not(None),
-            Conversion.call_started_at >= lo,
-            Conversion.call_started_at < hi,
+            Deal.site_id == s.site_id,
+            Deal.status == "won",
+            Deal.attributed_at >= lo,
+            Deal.attributed_at < hi,
+            Deal.currency == s.currency,
         )
-        if labels or s.params.filters:
-            query = s.where(query.join(Call, Call.id == Conversion.call_id), Call)
-        return query
+        return s.where(query, Deal)
 
     def build(amount: int) -> Counts:
         return Counts(revenue=int(amount))
 
     if by_day:
         d = s.day_table()
-        total = select(func.sum(Conversion.amount)).select_from(Conversion)
-        total_per_day = scoped(total, d.c.lo, d.c.hi, labels=False).scalar_subquery()
+        total = select(func.sum(Deal.amount)).select_from(Deal)
+        total_per_day = scoped(total, d.c.lo, d.c.hi).scalar_subquery()
         return await _by_day(session, s, d, [total_per_day], build)
-    keys = s.labels(Call)
-    query = select(*keys, func.sum(Conversion.amount)).select_from(Conversion)
-    query = scoped(query, s.start, s.end, labels=True).group_by(*keys)
+    keys = s.labels(Deal)
+    query = scoped(select(*keys, func.sum(Deal.amount)), s.start, s.end).group_by(*keys)
     return await _by_label(session, query, len(keys), build)
 
 
 async def run_report(session: AsyncSession, site: Site, params: ReportParams) -> model.Report:
     tz = ZoneInfo(site.timezone)
     start, end = utc_bounds(tz, params.first_day, params.last_day)
+    currency = await money.site_currency(session, site.id) or ""
     scope = _Scope(
         site_id=site.id,
         start=start,
@@ -271,6 +275,7 @@ async def run_report(session: AsyncSession, site: Site, params: ReportParams) ->
                 session, site.id, site.timezone, params.first_day, params.last_day
             )
         ),
+        currency=currency,
     )
     parts: list[dict[Key, Counts]] = []
     day_parts: list[dict[date, Counts]] = []
@@ -282,7 +287,7 @@ async def run_report(session: AsyncSession, site: Site, params: ReportParams) ->
     return model.Report(
         site_key=site.key,
         timezone=site.timezone,
-        currency=await money.site_currency(session, site.id) or "",
+        currency=currency,
         first_day=params.first_day,
         last_day=params.last_day,
         level=params.level,

@@ -13,6 +13,8 @@ from calltracker.settings import Secret, Settings
 
 # Links are checked at least this long after they are made, even for old calls.
 MIN_VALIDITY = timedelta(days=1)
+# The `expires` of a link that does not expire: CRM cards keep playing it for years.
+NEVER = "never"
 
 
 def _link_key(secret_key: Secret) -> bytes:
@@ -22,7 +24,7 @@ def _link_key(secret_key: Secret) -> bytes:
     ).digest()
 
 
-def signature(secret_key: Secret, call_id: int, expires: int) -> str:
+def signature(secret_key: Secret, call_id: int, expires: int | str) -> str:
     message = f"{call_id}:{expires}".encode()
     return hmac.new(_link_key(secret_key), message, hashlib.sha256).hexdigest()
 
@@ -45,20 +47,31 @@ def recording_url(settings: Settings, call_id: int, expires: int) -> str:
     return f"{base}/recordings/{call_id}.mp3?expires={expires}&sig={sig}"
 
 
-def call_recording_url(settings: Settings, call: Call, *, ttl: timedelta, now: datetime) -> str:
-    """The call's link, or "" when it has no recording."""
+def permanent_url(settings: Settings, call_id: int) -> str:
+    """A link that works until SECRET_KEY changes: what CRM players get (they keep links)."""
+    sig = signature(settings.secret_key, call_id, NEVER)
+    base = settings.public_url.rstrip("/")
+    return f"{base}/recordings/{call_id}.mp3?expires={NEVER}&sig={sig}"
+
+
+def call_recording_url(
+    settings: Settings, call: Call, *, ttl: timedelta | None, now: datetime
+) -> str:
+    """The call's link (``ttl`` None: one that does not expire), or "" without a recording."""
     if not call.recording:
         return ""
+    if ttl is None:
+        return permanent_url(settings, call.id)
     anchor = call.ended_at or call.started_at
     return recording_url(settings, call.id, link_expiry(anchor, now, ttl))
 
 
 def check(secret_key: Secret, call_id: int, expires: str, sig: str, now: float) -> None:
     """Raise Forbidden unless the link is ours and has not expired."""
-    if not expires.isdigit() or not sig:
+    if not (expires.isdigit() or expires == NEVER) or not sig:
         raise Forbidden("invalid recording link", code="invalid_link")
-    expected = signature(secret_key, call_id, int(expires))
+    expected = signature(secret_key, call_id, expires if expires == NEVER else int(expires))
     if not hmac.compare_digest(expected, sig):
         raise Forbidden("invalid recording link", code="invalid_link")
-    if int(expires) < now:
+    if expires != NEVER and int(expires) < now:
         raise Forbidden("this recording link has expired", code="link_expired")

@@ -30,6 +30,10 @@ VISIT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 MAX_URL = 2048
 MAX_LABEL = 256
 MAX_CLIENT_ID = 100
+MAX_GA_COOKIES = 600
+# A _ga_<stream> cookie: GS1.1.<session id>.<n>... or GS2.1.s<session id>$o<n>...
+GA_COOKIE_RE = re.compile(r"_ga_([A-Za-z0-9]{1,20})=GS\d\.\d+\.s?(\d{1,20})")
+MAX_GA_STREAMS = 5
 # How often a visit with a static or default number is asked to check in; nothing is held.
 UNPOOLED_TTL = 1800
 EVENT_TYPES = frozenset({"phone_click"})
@@ -56,6 +60,7 @@ class VisitRequest(msgspec.Struct, frozen=True, kw_only=True):
     referrer: str = ""
     ga_client_id: str = ""
     ym_client_id: str = ""
+    ga_sessions: str = ""  # the page's _ga_<stream> cookies, space-separated, as they are
 
     def __post_init__(self) -> None:
         # Values pasted or copied by page scripts come with stray spaces now and then.
@@ -67,7 +72,15 @@ class VisitRequest(msgspec.Struct, frozen=True, kw_only=True):
             force_setattr(self, "visitor_id", None)
 
 
-_TEXT_FIELDS = ("site_key", "url", "visitor_id", "referrer", "ga_client_id", "ym_client_id")
+_TEXT_FIELDS = (
+    "site_key",
+    "url",
+    "visitor_id",
+    "referrer",
+    "ga_client_id",
+    "ym_client_id",
+    "ga_sessions",
+)
 
 
 class VisitResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,6 +136,17 @@ def validate_visit(req: VisitRequest) -> None:
     for name in ("ga_client_id", "ym_client_id"):
         if len(getattr(req, name)) > MAX_CLIENT_ID:
             raise Invalid(f"{name} is longer than {MAX_CLIENT_ID} chars", code="invalid_field")
+    if len(req.ga_sessions) > MAX_GA_COOKIES:
+        raise Invalid(f"ga_sessions is longer than {MAX_GA_COOKIES} chars", code="invalid_field")
+
+
+def ga_sessions(cookies: str) -> str:
+    """GA4's session ids from _ga_<stream> cookies, as "STREAM.SESSION ..." (what the visit
+    keeps); a cookie in a format GA4 may use one day is left out, not refused."""
+    found = dict(GA_COOKIE_RE.findall(cookies))
+    return " ".join(
+        f"{stream}.{session}" for stream, session in list(found.items())[:MAX_GA_STREAMS]
+    )
 
 
 def validate_utm(url: str) -> None:
@@ -189,6 +213,7 @@ class VisitService:
             referrer=req.referrer,
             ga_client_id=req.ga_client_id,
             ym_client_id=req.ym_client_id,
+            ga_sessions=ga_sessions(req.ga_sessions),
             source=attributed.source,
             medium=attributed.medium,
             campaign=attributed.campaign,

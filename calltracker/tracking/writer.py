@@ -45,6 +45,7 @@ class VisitRow(msgspec.Struct, frozen=True, gc=False):
     referrer: str
     ga_client_id: str
     ym_client_id: str
+    ga_sessions: str  # "STREAM.SESSION ..." from the _ga_<stream> cookies
     source: str  # attributed (last non-direct) labels
     medium: str
     campaign: str

@@ -30,6 +30,7 @@ from calltracker.shapes import dec_hook, explain
 from calltracker.web.errors import TooLarge
 
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"  # what the CRMs' outgoing webhooks post
 MARK = "calltracker_api"
 T = TypeVar("T")
 

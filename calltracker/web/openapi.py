@@ -18,7 +18,7 @@ from aiohttp import web
 from calltracker.accounts.roles import Role
 from calltracker.shapes import schema_hook
 from calltracker.web.auth import handler_marks, roles
-from calltracker.web.bodies import JSON, Route, api, route_of
+from calltracker.web.bodies import FORM, JSON, Route, api, route_of
 from calltracker.web.errors import ErrorBody
 
 API_PREFIX = "/api/v1/"
@@ -34,6 +34,7 @@ OTHER_BODIES: dict[str, Schema] = {
         "required": ["file"],
     },
 }
+OTHER_BODIES[FORM] = {"type": "object", "additionalProperties": {"type": "string"}}
 BINARY: Schema = {"type": "string", "format": "binary"}
 
 

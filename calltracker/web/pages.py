@@ -48,6 +48,7 @@ NAV = (
     NavItem("Calls", "/calls", ALL),
     NavItem("Console", "/operator", OPERATOR),
     NavItem("Reports", "/reports", MARKETER),
+    NavItem("Deals", "/reports/deals", MARKETER),
     NavItem("Spend", "/reports/spend", MARKETER),
     NavItem("Sites", "/admin/sites", ADMIN),
     NavItem("Pools", "/admin/pools", ADMIN),

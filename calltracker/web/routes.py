@@ -7,6 +7,8 @@ from aiohttp import web
 from calltracker.web import (
     catalog_api,
     console_routes,
+    crm_hooks,
+    deals,
     health,
     integrations_api,
     metrics,
@@ -42,6 +44,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/v1/numbers", catalog_api.list_numbers)
     # Private: marketer reports, ad spend and conversions (calltracker/web/reports.py).
     reports.add_routes(app)
+    # Private: the sales report and the deals (web/deals.py); public, each checked by its
+    # CRM's own token: the CRMs' outgoing webhooks (web/crm_hooks.py).
+    deals.add_routes(app)
+    crm_hooks.add_routes(app)
     # Private: integrations and their outbox; public: signed recording links for CRMs
     # (web/integrations_api.py).
     integrations_api.add_routes(app)

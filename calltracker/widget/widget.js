@@ -104,6 +104,7 @@
     referrer: d.referrer || void 0,
     ga_client_id: (ck('_ga') || '').split('.').slice(-2).join('.') || void 0,
     ym_client_id: ck('_ym_uid'),
+    ga_sessions: d.cookie.match(/_ga_\w+=[^;]+/g)?.join(' '),
   }).then((v) => {
     ls('ct_vid', v.visitor_id) || (d.cookie = 'ct_vid=' + encodeURIComponent(v.visitor_id) + ';max-age=31536000;path=/;SameSite=Lax');
     v.landing = location.href;

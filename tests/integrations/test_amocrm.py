@@ -44,6 +44,7 @@ async def test_a_new_caller_gets_one_lead_with_tracking_fields_and_a_contact_wit
         "UTM_TERM": "купить диван",
         "UTM_REFERRER": "https://yandex.ru/search/?text=divan",
         "_YM_UID": "1730000000123456789",
+        "GCLIENTID": "123456.7654321",
     }
     assert lead["request_id"] == CALL.call_uuid
     assert lead["_embedded"]["tags"] == [{"name": "calltracking"}]

@@ -14,6 +14,8 @@ from calltracker.integrations.errors import AuthError, PermanentError, Temporary
 from calltracker.integrations.registry import parse_config
 from calltracker.settings import Secret
 
+from .tokens import MemoryTokens
+
 from .calls import CALL, a_call, key
 from .fakes.bitrix24 import FakeBitrix24
 
@@ -64,9 +66,11 @@ async def test_requests_go_to_the_webhook_path_as_json_posts(
 
     prefix = f"/rest/{bitrix.user_id}/{bitrix.code}/"
     assert [r.path.removeprefix(prefix) for r in bitrix.requests] == [
+        "crm.settings.mode.get",
         "crm.lead.list",
         "crm.duplicate.findbycomm",
         "crm.lead.add",
+        "crm.tracking.trace.add",
         "crm.activity.list",
         "crm.activity.add",
     ]
@@ -98,7 +102,8 @@ async def test_delivering_the_same_call_twice_leaves_one_lead_and_one_call(
 
     assert len(bitrix.leads) == 1
     assert len(bitrix.call_activities()) == 1
-    assert first.remote_ids == second.remote_ids
+    assert len(bitrix.traces) == 1  # attached to the lead when it was made, once
+    assert first.remote_ids == {**second.remote_ids, "trace_id": first.remote_ids["trace_id"]}
 
 
 async def test_a_ring_then_a_hangup_delivery_share_one_lead(
@@ -253,27 +258,25 @@ async def test_redelivering_a_finished_telephony_call_adds_no_second_call(
 
     assert len(bitrix.calls) == 1
     assert len(bitrix.call_activities()) == 1
-    assert first.remote_ids == second.remote_ids
+    assert first.remote_ids == {**second.remote_ids, "trace_id": first.remote_ids["trace_id"]}
 
 
 async def test_an_expired_app_token_is_refreshed_once_and_the_call_retried(
     bitrix: FakeBitrix24, session: aiohttp.ClientSession
 ) -> None:
-    saved: list[tuple[Secret, Secret]] = []
-
-    async def save(access: Secret, refresh: Secret) -> None:
-        saved.append((access, refresh))
-
+    store = MemoryTokens()
     config = parse_config(
         "bitrix24", {"webhook_url": bitrix.webhook_url, "rate_limit": 50, "app": with_app(bitrix)}
     )
     bitrix.expire_access_token()
 
-    await Bitrix24Adapter(config, session, on_tokens_refreshed=save).deliver(CALL, key(CALL))
+    await Bitrix24Adapter(config, session, tokens=store).deliver(CALL, key(CALL))
 
     assert bitrix.refreshes == 1
     assert len(bitrix.calls) == 1
-    assert saved == [(Secret(bitrix.access_token), Secret(bitrix.refresh_token))]
+    assert store.saved == [
+        {"app": {"access_token": bitrix.access_token, "refresh_token": bitrix.refresh_token}}
+    ]
 
 
 async def test_a_wrong_webhook_code_is_an_auth_error(

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from calltracker.catalog import sites
+from calltracker.db.deal_models import Deal
 from calltracker.db.engine import create_engine, create_sessionmaker
 from calltracker.db.models import Call, Visit
-from calltracker.db.report_models import Conversion
 from calltracker.demo import sample as demo
 from calltracker.demo import site as demo_site
 
@@ -27,7 +27,7 @@ async def test_demo_traffic_runs_up_to_now_and_never_past_it(sqlite_url: str) ->
                 for name, column in (
                     ("visit", Visit.started_at),
                     ("call", Call.started_at),
-                    ("deal", Conversion.converted_at),
+                    ("deal", Deal.closed_at),
                 )
             }
             today = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)  # Moscow midnight

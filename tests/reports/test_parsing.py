@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from calltracker.db.models import Site
+from calltracker.deals.candidates import caller_forms
 from calltracker.reports import conversions, money, spend
 from calltracker.reports.rows import BadRows, Batch, RowError
 
@@ -141,6 +142,6 @@ def test_a_deal_needs_an_id_a_call_or_phone_and_a_valid_phone() -> None:
 
 
 def test_a_caller_is_looked_up_in_the_forms_a_pbx_writes() -> None:
-    assert conversions.caller_forms("+79161110001") == [
+    assert caller_forms("+79161110001") == [
         "+79161110001", "79161110001", "89161110001", "9161110001"
     ]  # fmt: skip

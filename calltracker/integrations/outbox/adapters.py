@@ -5,20 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from calltracker.db.integration_models import Integration
-from calltracker.integrations.base import Adapter, TokenSaver
+from calltracker.integrations.base import Adapter, TokenStore
 from calltracker.integrations.registry import build_adapter
-from calltracker.settings import Secret
 
 log = logging.getLogger(__name__)
 
-# Persists refreshed OAuth tokens of one integration (its id first).
-SaveTokens = Callable[[int, Secret, Secret], Awaitable[None]]
+# Merges a config patch (refreshed OAuth tokens) into one integration's stored config.
+PatchConfig = Callable[[int, Mapping[str, Any]], Awaitable[None]]
+# Reads one integration's stored config.
+LoadConfig = Callable[[int], Awaitable[Mapping[str, Any]]]
 
 
 class Builder(Protocol):
@@ -28,8 +30,23 @@ class Builder(Protocol):
         raw: Any,
         session: aiohttp.ClientSession,
         *,
-        on_tokens_refreshed: TokenSaver | None = None,
+        tokens: TokenStore | None = None,
     ) -> Adapter: ...
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    """One integration's TokenStore: its row in the integration table."""
+
+    integration_id: int
+    patch: PatchConfig
+    read: LoadConfig
+
+    async def save(self, patch: Mapping[str, Any]) -> None:
+        await self.patch(self.integration_id, patch)
+
+    async def load(self) -> Mapping[str, Any]:
+        return await self.read(self.integration_id)
 
 
 def fingerprint(integration: Integration) -> str:
@@ -44,11 +61,13 @@ class AdapterCache:
     def __init__(
         self,
         http: aiohttp.ClientSession,
-        save_tokens: SaveTokens | None = None,
+        patch_config: PatchConfig | None = None,
+        load_config: LoadConfig | None = None,
         build: Builder = build_adapter,
     ) -> None:
         self._http = http
-        self._save_tokens = save_tokens
+        self._patch = patch_config
+        self._load = load_config
         self._build = build
         self._adapters: dict[int, tuple[str, Adapter]] = {}
 
@@ -62,7 +81,7 @@ class AdapterCache:
             integration.kind,
             integration.config,
             self._http,
-            on_tokens_refreshed=self._saver(integration.id),
+            tokens=self._store(integration.id),
         )
         self._adapters[integration.id] = (stamp, adapter)
         if cached is not None:
@@ -74,12 +93,7 @@ class AdapterCache:
     def forget(self, integration_id: int) -> None:
         self._adapters.pop(integration_id, None)
 
-    def _saver(self, integration_id: int) -> TokenSaver | None:
-        save = self._save_tokens
-        if save is None:
+    def _store(self, integration_id: int) -> TokenStore | None:
+        if self._patch is None or self._load is None:
             return None
-
-        async def saver(access_token: Secret, refresh_token: Secret) -> None:
-            await save(integration_id, access_token, refresh_token)
-
-        return saver
+        return StoredTokens(integration_id, self._patch, self._load)

@@ -85,6 +85,12 @@ def lead_call(stored: StoredCall, stage: str, recording_link: RecordingLink) -> 
     )
 
 
+def ga_sessions(stored: str) -> dict[str, str]:
+    """The visit's "STREAM.SESSION ..." column as {stream: session id}."""
+    pairs = (item.partition(".") for item in stored.split())
+    return {stream: session for stream, _, session in pairs if stream and session}
+
+
 def _visit(visit: Visit | None) -> base.Visit | None:
     if visit is None:
         return None
@@ -95,4 +101,7 @@ def _visit(visit: Visit | None) -> base.Visit | None:
         ga_client_id=visit.ga_client_id,
         ym_client_id=visit.ym_client_id,
         visited_at=visit.started_at,
+        ga_sessions=ga_sessions(visit.ga_sessions),
+        click_id=visit.click_id,
+        click_id_type=visit.click_id_type,
     )

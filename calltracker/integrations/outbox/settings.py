@@ -21,7 +21,9 @@ class OutboxSettings:
         600.0  # batch adapters (Metrica): upload when the oldest row waited this
     )
     batch_size: int = 1000  # ... or as soon as this many rows are due
-    recording_link_days: float = 90.0  # CRMs play the recording from our link for this long
+    # CRMs play recordings from our links for as long as the deal lives: links that do not
+    # expire by default (None); a number makes them expire that many days after the call.
+    recording_link_days: float | None = None
     shutdown_grace: float = 10.0  # seconds a stopping worker may finish the delivery it is in
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 

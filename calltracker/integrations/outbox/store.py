@@ -24,18 +24,33 @@ from calltracker.integrations.outbox.policy import (
     Outcome,
 )
 
+WON = "won"  # the stage of a won deal's report to an ad platform (deals/revenue.py)
+
 
 def idempotency_key(integration_id: int, call_id: int, stage: str) -> str:
     return f"{integration_id}:{call_id}:{stage}"
 
 
-def new_row(integration_id: int, call_id: int, stage: str, now: datetime) -> dict[str, Any]:
+def deal_key(integration_id: int, deal_id: int) -> str:
+    """One report of a won deal per platform, however often the deal is won again."""
+    return f"{integration_id}:deal:{deal_id}:{WON}"
+
+
+def new_row(
+    integration_id: int, call_id: int, stage: str, now: datetime, deal_id: int | None = None
+) -> dict[str, Any]:
     """Every column of a fresh row: Core multi-row inserts do not run Python-side defaults."""
+    key = (
+        deal_key(integration_id, deal_id)
+        if deal_id is not None
+        else idempotency_key(integration_id, call_id, stage)
+    )
     return {
         "integration_id": integration_id,
         "call_id": call_id,
         "stage": stage,
-        "idempotency_key": idempotency_key(integration_id, call_id, stage),
+        "deal_id": deal_id,
+        "idempotency_key": key,
         "state": PENDING,
         "attempts": 0,
         "next_attempt_at": now,
@@ -93,6 +108,7 @@ class Claimed:
     call_id: int
     stage: str
     key: str
+    deal_id: int | None = None
 
 
 async def claim(
@@ -102,8 +118,11 @@ async def claim(
     now: datetime,
     lease_until: datetime,
     limit: int,
+    won: bool | None = None,
 ) -> list[Claimed]:
-    """Mark up to ``limit`` due rows of one integration `sending`; none while it is busy."""
+    """Mark up to ``limit`` due rows of one integration `sending`; none while it is busy.
+
+    ``won``: True claims only won-deal rows, False only call rows, None either."""
     # "Busy" is a live lease on another of its rows: deliveries to one remote never overlap,
     # across processes too. On PostgreSQL the integration row lock (SKIP LOCKED) makes that
     # check atomic between workers, and SKIP LOCKED on the rows keeps two claims apart. SQLite
@@ -127,11 +146,12 @@ async def claim(
     )
     if busy:
         return []
+    query = select(OutboxRow.id).where(OutboxRow.integration_id == integration_id, _due(now))
+    if won is not None:
+        query = query.where((OutboxRow.stage == WON) if won else (OutboxRow.stage != WON))
     ids = (
         await session.scalars(
-            select(OutboxRow.id)
-            .where(OutboxRow.integration_id == integration_id, _due(now))
-            .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+            query.order_by(OutboxRow.next_attempt_at, OutboxRow.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -153,6 +173,7 @@ async def claim(
             OutboxRow.call_id,
             OutboxRow.stage,
             OutboxRow.idempotency_key,
+            OutboxRow.deal_id,
         )
         .execution_options(synchronize_session=False)
     )

@@ -6,20 +6,25 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 
 from calltracker.clock import utcnow
+from calltracker.db.deal_models import Deal
 from calltracker.db.engine import SessionMaker
 from calltracker.db.integration_models import Integration
+from calltracker.deals import links
 from calltracker.integrations import config as integration_config
 from calltracker.integrations.base import (
     Adapter,
     BatchAdapter,
     BatchResult,
+    DealFacts,
     LeadCall,
+    RevenueAdapter,
 )
 from calltracker.integrations.errors import ConfigError, EndpointGone
 from calltracker.integrations.outbox import policy, store
@@ -28,7 +33,6 @@ from calltracker.integrations.outbox.lead import RecordingLink, StoredCall, lead
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.store import Claimed, Due
 from calltracker.integrations.registry import build_adapter
-from calltracker.settings import Secret
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,9 @@ class OutboxWorkers:
         self._recording_link = recording_link
         self._clock = clock
         self._rng = rng or random.Random()
-        self.adapters = AdapterCache(http, self._save_tokens, build or build_adapter)
+        self.adapters = AdapterCache(
+            http, self._patch_config, self._load_config, build or build_adapter
+        )
         self._busy: set[int] = set()  # integrations a loop of this process is serving
         self._held: dict[int, Claimed] = {}  # rows claimed and not yet finished, by row id
         self._wake = asyncio.Event()
@@ -134,17 +140,19 @@ class OutboxWorkers:
         adapter = self._adapter(integration)
         if adapter is None:
             return 0
-        if isinstance(adapter, BatchAdapter):
-            return await self._serve_batch(integration, adapter, due)
+        batch = isinstance(adapter, BatchAdapter)
         handled = 0
-        # One row per claim: the lease then only has to cover one delivery.
+        # One row per claim: the lease then only has to cover one delivery. Won deals go one
+        # at a time even to a batch adapter: they are few, and each is its own upload.
         while handled < self.settings.drain_limit and not self._stopping:
-            claimed = await self._claim(integration.id, 1)
+            claimed = await self._claim(integration.id, 1, won=True if batch else None)
             if not claimed:
                 break
             row, stored = claimed[0]
             await self._deliver(integration, adapter, row, stored)
             handled += 1
+        if isinstance(adapter, BatchAdapter) and not self._stopping:
+            handled += await self._serve_batch(integration, adapter, due)
         return handled
 
     def _adapter(self, integration: Integration) -> Adapter | None:
@@ -165,13 +173,13 @@ class OutboxWorkers:
         return adapter
 
     async def _claim(
-        self, integration_id: int, limit: int
+        self, integration_id: int, limit: int, won: bool | None = None
     ) -> list[tuple[Claimed, StoredCall | None]]:
         now = self._clock()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         async with self._sessionmaker.begin() as session:
             rows = await store.claim(
-                session, integration_id, now=now, lease_until=lease_until, limit=limit
+                session, integration_id, now=now, lease_until=lease_until, limit=limit, won=won
             )
             calls = await load_calls(session, [row.call_id for row in rows])
         for row in rows:
@@ -190,21 +198,53 @@ class OutboxWorkers:
         error: BaseException | None = None
         try:
             call = self._lead_call(row, stored)
+            deal = await self._deal(row) if row.stage == store.WON else None
+            if deal is not None and not isinstance(adapter, RevenueAdapter):
+                raise ValueError(f"{integration.kind} takes no won deals")
         except ValueError as err:  # our own data, not the remote
             outcome = policy.invalid(err)
         else:
             try:
-                outcome = policy.delivered(await adapter.deliver(call, row.key))
+                if deal is not None:
+                    assert isinstance(adapter, RevenueAdapter)
+                    result = await adapter.deliver_revenue(call, deal, row.key)
+                else:
+                    result = await adapter.deliver(call, row.key)
+                outcome = policy.delivered(result)
             except Exception as err:
                 error = err
                 outcome = policy.failed(err, row.attempt, self.settings.retry, self._rng.random())
         self._log(integration, row, outcome, error)
-        await self._finish(row, outcome, disable=isinstance(error, EndpointGone))
+        await self._finish(
+            row,
+            outcome,
+            disable=isinstance(error, EndpointGone),
+            integration_id=integration.id if integration.kind in links.CRM_KINDS else None,
+        )
 
     def _lead_call(self, row: Claimed, stored: StoredCall | None) -> LeadCall:
         if stored is None:
             raise ValueError(f"call {row.call_id} is gone")
-        return lead_call(stored, row.stage, self._recording_link)
+        # A won deal's report carries the finished call it came from.
+        stage = "hangup" if row.stage == store.WON else row.stage
+        return lead_call(stored, stage, self._recording_link)
+
+    async def _deal(self, row: Claimed) -> DealFacts:
+        async with self._sessionmaker() as session:
+            deal = await session.get(Deal, row.deal_id) if row.deal_id is not None else None
+        if deal is None:
+            raise ValueError(f"deal {row.deal_id} is gone")
+        if deal.status != "won":
+            raise ValueError(f"deal {row.deal_id} is no longer won")
+        return DealFacts(
+            deal_id=deal.id,
+            crm=deal.crm,
+            remote_id=deal.remote_id,
+            amount=deal.amount,
+            currency=deal.currency,
+            won_at=deal.closed_at or deal.updated_at,
+            title=deal.title,
+        )
 
     def _log(
         self,
@@ -226,10 +266,20 @@ class OutboxWorkers:
             log.warning("event=outbox_failed %s error=%s", fields, outcome.last_error)
 
     async def _finish(
-        self, row: Claimed, outcome: policy.Outcome, *, disable: bool = False
+        self,
+        row: Claimed,
+        outcome: policy.Outcome,
+        *,
+        disable: bool = False,
+        integration_id: int | None = None,
     ) -> None:
         async with self._sessionmaker.begin() as session:
             ours = await store.finish(session, row, outcome, self._clock())
+            if ours and integration_id is not None and outcome.state == policy.DONE:
+                # What the CRM now holds for the call: how its deals find their call later.
+                await links.record(
+                    session, integration_id, row.call_id, outcome.remote_ids, self._clock()
+                )
             if ours and disable:
                 # The receiver said 410 Gone: stop sending it anything until an admin says so.
                 await store.disable_integration(session, row, self._clock())
@@ -247,13 +297,13 @@ class OutboxWorkers:
         except Exception:  # the lease will free them anyway
             log.exception("event=outbox_release_failed rows=%s", len(rows))
 
-    async def _save_tokens(
-        self, integration_id: int, access_token: Secret, refresh_token: Secret
-    ) -> None:
+    async def _patch_config(self, integration_id: int, patch: Mapping[str, Any]) -> None:
         async with self._sessionmaker.begin() as session:
-            await integration_config.save_tokens(
-                session, integration_id, access_token, refresh_token
-            )
+            await integration_config.patch_config(session, integration_id, patch)
+
+    async def _load_config(self, integration_id: int) -> Mapping[str, Any]:
+        async with self._sessionmaker() as session:
+            return await integration_config.stored_config(session, integration_id)
 
     # -- batches -----------------------------------------------------------------------------
 
@@ -262,7 +312,7 @@ class OutboxWorkers:
         waited = (self._clock() - due.oldest).total_seconds()
         if due.count < self.settings.batch_size and waited < self.settings.batch_interval:
             return 0
-        claimed = await self._claim(integration.id, self.settings.batch_size)
+        claimed = await self._claim(integration.id, self.settings.batch_size, won=False)
         if not claimed:
             return 0
         calls: list[LeadCall] = []

@@ -1,4 +1,5 @@
-"""An amoCRM account behind API v4, per integrations.md section 2."""
+"""An amoCRM account behind API v4, per integrations.md section 2: leads (its deals) in a
+pipeline, OAuth 2 with single-use refresh tokens, and its webhook posts (docs/integrations.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import time
 from collections import deque
 from typing import Any, Literal
 
+import aiohttp
 from aiohttp import web
 
 from .server import FakeServer, Handler
 
 PHONE_ENUMS = {"WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"}
+PIPELINE = 3166396
+# status id, name, sort: every pipeline ends with 142 (won) and 143 (lost).
+STATUSES = [(1001, "First contact", 10), (1002, "Negotiation", 20), (1003, "Invoice", 30),
+            (142, "Successfully realized", 10000), (143, "Closed - lost", 11000)]  # fmt: skip
+USERS = {501: "Ivan Operator", 502: "Olga Manager", 503: "Robot"}
 DEFAULT_TRACKING_CODES = (
     "UTM_SOURCE",
     "UTM_MEDIUM",
@@ -24,6 +31,7 @@ DEFAULT_TRACKING_CODES = (
     "YCLID",
     "_YM_UID",
     "ROISTAT",
+    "GCLIENTID",
 )
 
 
@@ -84,6 +92,16 @@ class FakeAmoCrm(FakeServer):
         self.rejected_for_rate = 0
         self._recent: deque[float] = deque()
         self._ids = itertools.count(9_774_766)
+        self.users = dict(USERS)
+        # OAuth 2 (developers.kommo.com/reference/get-token): one live access token; a refresh
+        # token works once, and every refresh hands out a new pair.
+        self.client_id = "amo-client-1"
+        self.client_secret = "amo-client-s3cret"
+        self.redirect_uri = "https://ct.example/oauth/amocrm"
+        self.refresh_token = "amo-refresh-1"
+        self.refreshes = 0
+        self.spent_refresh_tokens: set[str] = set()
+        self.clock = time.time
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._guard)
@@ -92,6 +110,164 @@ class FakeAmoCrm(FakeServer):
         app.router.add_post("/api/v4/leads/complex", self._complex)
         app.router.add_post("/api/v4/leads/unsorted/sip", self._unsorted_sip)
         app.router.add_post("/api/v4/calls", self._calls)
+        app.router.add_get("/api/v4/leads", self._lead_list)
+        app.router.add_get("/api/v4/leads/pipelines", self._pipelines)
+        app.router.add_get(r"/api/v4/leads/{id:\d+}", self._lead_get)
+        app.router.add_get(r"/api/v4/contacts/{id:\d+}", self._contact_get)
+        app.router.add_get(r"/api/v4/users/{id:\d+}", self._user_get)
+        app.router.add_post("/oauth2/access_token", self._oauth)
+
+    # -- the account's own life: leads made or moved in the CRM, webhooks, tokens -----------
+
+    def add_lead(
+        self,
+        *,
+        contact_phone: str | None = None,
+        price: int = 0,
+        status_id: int = 1001,
+        responsible: int = 502,
+        tracking: dict[str, str] | None = None,
+    ) -> int:
+        """A lead made in the account itself, with a contact of that phone if one is given."""
+        contact_id = None
+        if contact_phone is not None:
+            contact_id, _ = self.add_contact(contact_phone, with_lead=False)
+        now = int(self.clock())
+        lead = {
+            "name": "Lead made in amoCRM",
+            "price": price,
+            "status_id": status_id,
+            "pipeline_id": PIPELINE,
+            "responsible_user_id": responsible,
+            "created_at": now,
+            "custom_fields_values": [
+                {"field_code": code, "values": [{"value": value}]}
+                for code, value in (tracking or {}).items()
+            ],
+        }
+        return self._store_lead(lead, contact_id)
+
+    def move_lead(self, lead_id: int, status_id: int, *, price: int | None = None) -> None:
+        lead = self.leads[lead_id]
+        lead["status_id"] = status_id
+        if price is not None:
+            lead["price"] = price
+        lead["updated_at"] = max(int(self.clock()), int(lead.get("updated_at", 0)) + 1)
+        if status_id in (142, 143):
+            lead["closed_at"] = lead["updated_at"]
+
+    def webhook_form(self, action: str, lead_ids: list[int]) -> dict[str, str]:
+        """A webhook post as amoCRM sends it: PHP-style form fields, one block per lead."""
+        form = {"account[subdomain]": "example", "account[id]": "29000000"}
+        for n, lead_id in enumerate(lead_ids):
+            lead = self.leads[lead_id]
+            base = f"leads[{action}][{n}]"
+            form[f"{base}[id]"] = str(lead_id)
+            form[f"{base}[status_id]"] = str(lead.get("status_id", ""))
+            form[f"{base}[pipeline_id]"] = str(lead.get("pipeline_id", ""))
+            form[f"{base}[price]"] = str(lead.get("price", ""))
+            if action == "status":
+                form[f"{base}[old_status_id]"] = "1001"
+        return form
+
+    async def send_webhook(self, url: str, action: str, lead_ids: list[int]) -> int:
+        async with aiohttp.ClientSession() as client:
+            async with client.post(url, data=self.webhook_form(action, lead_ids)) as resp:
+                await resp.read()
+                return resp.status
+
+    def expire_access_token(self) -> None:
+        """The access token lapses (they live a day): calls with it now get 401."""
+        self.token = f"amo-lapsed-{self.refreshes}"
+
+    async def _oauth(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        wrong = [
+            name
+            for name, want in (
+                ("client_id", self.client_id),
+                ("client_secret", self.client_secret),
+                ("redirect_uri", self.redirect_uri),
+                ("grant_type", "refresh_token"),
+            )
+            if body.get(name) != want
+        ]
+        if wrong:
+            return _problem(400, "Bad Request", f"invalid {', '.join(wrong)}")
+        given = body.get("refresh_token")
+        if given != self.refresh_token or given in self.spent_refresh_tokens:
+            # A refresh token works once: a second use of the old one is refused.
+            return _problem(400, "Bad Request", "Token has been revoked")
+        self.spent_refresh_tokens.add(given)
+        self.refreshes += 1
+        self.token = f"amo-access-{self.refreshes + 1}"
+        self.refresh_token = f"amo-refresh-{self.refreshes + 1}"
+        return web.json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": 86400,
+                "server_time": int(self.clock()),
+                "access_token": self.token,
+                "refresh_token": self.refresh_token,
+            }
+        )
+
+    def _lead_view(self, lead: dict[str, Any], with_contacts: bool) -> dict[str, Any]:
+        view = {k: v for k, v in lead.items() if k not in ("contact_id", "_embedded", "request_id")}
+        view.setdefault("price", 0)
+        view.setdefault("status_id", 1001)
+        view.setdefault("pipeline_id", PIPELINE)
+        view.setdefault("updated_at", view.get("created_at", 0))
+        view.setdefault("closed_at", None)
+        if with_contacts:
+            contacts = [{"id": lead["contact_id"], "is_main": True}] if lead.get("contact_id") else []
+            view["_embedded"] = {"contacts": contacts}
+        return view
+
+    async def _lead_get(self, request: web.Request) -> web.StreamResponse:
+        lead = self.leads.get(int(request.match_info["id"]))
+        if lead is None:
+            return _problem(404, "Not Found", "Lead not found")
+        return _hal(self._lead_view(lead, "contacts" in request.query.get("with", "")))
+
+    async def _lead_list(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        since = int(q.get("filter[updated_at][from]", "0"))
+        limit = min(int(q.get("limit", "50")), 250)
+        page = int(q.get("page", "1"))
+        pipelines = {v for k, v in q.items() if k.startswith("filter[pipeline_id]")}
+        views = [self._lead_view(lead, "contacts" in q.get("with", "")) for lead in self.leads.values()]
+        views = [v for v in views if v["updated_at"] >= since and (not pipelines or str(v["pipeline_id"]) in pipelines)]
+        if q.get("order[updated_at]") == "asc":
+            views.sort(key=lambda v: (v["updated_at"], v["id"]))
+        chunk = views[(page - 1) * limit : page * limit]
+        if not chunk:
+            return web.Response(status=204)
+        links: dict[str, Any] = {"self": {"href": str(request.url)}}
+        if page * limit < len(views):
+            links["next"] = {"href": str(request.url.update_query(page=str(page + 1)))}
+        return _hal({"_page": page, "_links": links, "_embedded": {"leads": chunk}})
+
+    async def _contact_get(self, request: web.Request) -> web.StreamResponse:
+        contact = self.contacts.get(int(request.match_info["id"]))
+        if contact is None:
+            return _problem(404, "Not Found", "Contact not found")
+        return _hal({k: v for k, v in contact.items() if k != "lead_ids"})
+
+    async def _pipelines(self, request: web.Request) -> web.StreamResponse:
+        statuses = [
+            {"id": sid, "name": name, "sort": sort, "pipeline_id": PIPELINE, "type": 0}
+            for sid, name, sort in STATUSES
+        ]
+        pipeline = {"id": PIPELINE, "name": "Sales", "sort": 1, "is_main": True,
+                    "_embedded": {"statuses": statuses}}  # fmt: skip
+        return _hal({"_total_items": 1, "_embedded": {"pipelines": [pipeline]}})
+
+    async def _user_get(self, request: web.Request) -> web.StreamResponse:
+        user_id = int(request.match_info["id"])
+        if user_id not in self.users:
+            return _problem(404, "Not Found", "User not found")
+        return _hal({"id": user_id, "name": self.users[user_id]})
 
     def add_contact(self, phone: str, *, with_lead: bool = True) -> tuple[int, int | None]:
         contact_id = next(self._ids)
@@ -120,7 +296,9 @@ class FakeAmoCrm(FakeServer):
         if len(self._recent) > self.requests_per_second:
             self.rejected_for_rate += 1
             return _problem(429, "Too Many Requests", "Too many requests")
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if request.path != "/oauth2/access_token" and request.headers.get(
+            "Authorization"
+        ) != f"Bearer {self.token}":
             return _problem(401, "Unauthorized", "Authorization required")
         if request.method == "POST" and request.content_type != "application/json":
             return _problem(415, "Unsupported Media Type", "JSON expected")
@@ -445,7 +623,16 @@ class FakeAmoCrm(FakeServer):
 
     def _store_lead(self, lead: dict[str, Any], contact_id: int | None) -> int:
         lead_id = next(self._ids)
-        self.leads[lead_id] = {**lead, "id": lead_id, "contact_id": contact_id}
+        now = int(self.clock())
+        self.leads[lead_id] = {
+            "status_id": 1001,
+            "pipeline_id": PIPELINE,
+            "created_at": now,
+            "updated_at": now,
+            **lead,
+            "id": lead_id,
+            "contact_id": contact_id,
+        }
         if contact_id is not None:
             self.contacts[contact_id]["lead_ids"].append(lead_id)
         return lead_id

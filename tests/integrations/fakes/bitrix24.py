@@ -1,4 +1,6 @@
-"""A Bitrix24 portal: incoming webhook and OAuth app REST, per integrations.md section 1."""
+"""A Bitrix24 portal: incoming webhook and OAuth app REST, per integrations.md section 1, and
+its deals with their outgoing webhook events (docs/integrations.md, "Deals back").
+"""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import itertools
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 
 from .server import FakeServer
@@ -28,8 +33,20 @@ STATUS_CODES = {
     "423",
     "OTHER",
 }
+MSK = ZoneInfo("Europe/Moscow")
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$")
-OWNER_TYPES = {1: "LEAD", 3: "CONTACT", 4: "COMPANY"}
+OWNER_TYPES = {1: "LEAD", 2: "DEAL", 3: "CONTACT", 4: "COMPANY"}
+TRACE_TYPES = {"COMPANY", "CONTACT", "DEAL", "LEAD", "QUOTE"}
+PAGE = 50  # every list method answers 50 rows a page
+# The stages of the general pipeline (category 0), with crm.status.list's SEMANTICS.
+DEAL_STAGES = [
+    ("NEW", "New", 10, "process"),
+    ("PREPARATION", "Offer", 20, "process"),
+    ("EXECUTING", "In progress", 30, "process"),
+    ("WON", "Deal won", 60, "success"),
+    ("LOSE", "Deal lost", 70, "failure"),
+]
+SEMANTIC = {"process": "P", "success": "S", "failure": "F"}
 REGISTER_DEDUPE_SECONDS = 30 * 60
 
 
@@ -92,6 +109,15 @@ class FakeBitrix24(FakeServer):
         self.refresh_token = "app-refresh-t0ken-1"
         self.expired_tokens: set[str] = set()
         self.refreshes = 0
+        # CRM mode (crm.settings.mode.get): 1 classic, 2 without leads.
+        self.crm_mode = 1
+        self.deals: dict[int, dict[str, Any]] = {}
+        self.traces: list[dict[str, Any]] = []
+        # Sales Intelligence sources by their UTM_SOURCE: an entity whose UTM_SOURCE matches
+        # one gets that source (and counts in Bitrix24's own ROI report).
+        self.analytics_sources = {"yandex": 3, "google": 4}
+        self.user_names = {1: ("Anna", "Admin"), 7: ("Ivan", "Petrov"), 8: ("Olga", "Smirnova")}
+        self.clock = lambda: datetime.now(UTC)
 
     @property
     def webhook_url(self) -> str:
@@ -120,6 +146,93 @@ class FakeBitrix24(FakeServer):
             "PHONE": [{"VALUE": phone, "VALUE_TYPE": "WORK"}],
         }
         return entity_id
+
+    def add_deal(
+        self,
+        *,
+        title: str = "Deal",
+        stage: str = "NEW",
+        amount: float = 0.0,
+        contact_id: int | None = None,
+        lead_id: int | None = None,
+        assigned: int = 7,
+        currency: str = "RUB",
+        **fields: Any,
+    ) -> int:
+        """A deal made in the portal itself (not by us)."""
+        deal_id = next(self._ids)
+        now = self._now()
+        self.deals[deal_id] = {
+            "ID": deal_id,
+            "TITLE": title,
+            "CATEGORY_ID": "0",
+            "STAGE_ID": stage,
+            "STAGE_SEMANTIC_ID": self._semantic(stage),
+            "OPPORTUNITY": f"{amount:.2f}",
+            "CURRENCY_ID": currency,
+            "CONTACT_ID": contact_id,
+            "LEAD_ID": lead_id,
+            "ASSIGNED_BY_ID": assigned,
+            "DATE_CREATE": now,
+            "DATE_MODIFY": now,
+            "MOVED_TIME": now,
+            "CLOSED": "N",
+            **fields,
+        }
+        return deal_id
+
+    def move_deal(self, deal_id: int, stage: str, *, amount: float | None = None) -> None:
+        """A manager moves the deal (and perhaps changes its amount), as the portal's UI does."""
+        deal = self.deals[deal_id]
+        deal["STAGE_ID"] = stage
+        deal["STAGE_SEMANTIC_ID"] = self._semantic(stage)
+        deal["CLOSED"] = "Y" if deal["STAGE_SEMANTIC_ID"] != "P" else "N"
+        if amount is not None:
+            deal["OPPORTUNITY"] = f"{amount:.2f}"
+        deal["DATE_MODIFY"] = deal["MOVED_TIME"] = self._now()
+
+    def convert_lead(self, lead_id: int, *, amount: float = 0.0) -> int:
+        """The lead becomes a contact and a deal (LEAD_ID set), as "Convert" does."""
+        lead = self.leads[lead_id]
+        lead["STATUS_ID"] = "CONVERTED"
+        contact_id = self.add_contact(lead.get("PHONE", [{}])[0].get("VALUE", ""))
+        utm = {k: lead.get(k) for k in lead if k.startswith("UTM_")}
+        return self.add_deal(
+            title=str(lead.get("TITLE", "")),
+            amount=amount,
+            contact_id=contact_id,
+            lead_id=lead_id,
+            **utm,
+        )
+
+    async def send_event(
+        self, url: str, event: str, entity_id: int, *, token: str = "b24-app-t0ken"
+    ) -> aiohttp.ClientResponse:
+        """POST an event to a handler the way an outgoing webhook does: a form with
+        event, data[FIELDS][ID], ts and auth[...] (on-crm-deal-update.md)."""
+        form = {
+            "event": event,
+            "event_handler_id": "201",
+            "data[FIELDS][ID]": str(entity_id),
+            "ts": str(int(time.time())),
+            "auth[domain]": "portal.bitrix24.ru",
+            "auth[client_endpoint]": "https://portal.bitrix24.ru/rest/",
+            "auth[server_endpoint]": "https://oauth.bitrix.info/rest/",
+            "auth[member_id]": "a223c6b3710f85df22e9377d6c4f7553",
+            "auth[application_token]": token,
+        }
+        async with aiohttp.ClientSession() as client:
+            async with client.post(url, data=form) as resp:
+                await resp.read()
+                return resp
+
+    def _now(self) -> str:
+        # The portal's own clock and offset (Moscow), seconds precision.
+        return self.clock().astimezone(MSK).replace(microsecond=0).isoformat()
+
+    @staticmethod
+    def _semantic(stage: str) -> str:
+        return next((SEMANTIC[sem] for sid, _, _, sem in DEAL_STAGES if sid == stage), "P")
 
     def expire_access_token(self) -> None:
         self.expired_tokens.add(self.access_token)
@@ -179,12 +292,10 @@ class FakeBitrix24(FakeServer):
         except BitrixError as err:
             return _error(err)
         now = time.time()
-        return web.json_response(
-            {
-                "result": result,
-                "time": {"start": now, "finish": now, "duration": 0.01, "processing": 0.01},
-            }
-        )
+        timing = {"start": now, "finish": now, "duration": 0.01, "processing": 0.01}
+        if isinstance(result, dict) and "total" in result and "result" in result:
+            return web.json_response({**result, "time": timing})  # a list method's page
+        return web.json_response({"result": result, "time": timing})
 
     def _over_limit(self) -> bool:
         now = time.monotonic()
@@ -213,7 +324,8 @@ class FakeBitrix24(FakeServer):
         )
 
     # CRM
-    def _lead_add(self, params: dict[str, Any], via_app: bool) -> int:
+    def _check_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What crm.lead.add, crm.contact.add and crm.deal.add all check."""
         fields = params.get("fields")
         _need(isinstance(fields, dict), "fields must be an object", "INVALID_ARG_VALUE")
         assert isinstance(fields, dict)
@@ -241,6 +353,9 @@ class FakeBitrix24(FakeServer):
             _need(
                 int(fields["CONTACT_ID"]) in self.contacts, "Contact not found", "INVALID_ARG_VALUE"
             )
+        for name, value in fields.items():
+            if name.startswith("UF_CRM_"):
+                _need(isinstance(value, str), f"{name} must be a string", "INVALID_ARG_VALUE")
         extra = params.get("params", {})
         _need(isinstance(extra, dict), "params must be an object", "INVALID_ARG_VALUE")
         if "REGISTER_SONET_EVENT" in extra:
@@ -249,10 +364,129 @@ class FakeBitrix24(FakeServer):
                 "REGISTER_SONET_EVENT is Y or N",
                 "INVALID_ARG_VALUE",
             )
+        self.lead_params.append(extra)
+        stamped = dict(fields)
+        # Sales Intelligence: only a configured source's UTM_SOURCE earns the entity a source.
+        stamped["TRACKING_SOURCE_ID"] = self.analytics_sources.get(fields.get("UTM_SOURCE", ""))
+        return stamped
+
+    def _lead_add(self, params: dict[str, Any], via_app: bool) -> int:
+        fields = self._check_fields(params)
         lead_id = next(self._ids)
         self.leads[lead_id] = {"ID": lead_id, **fields}
-        self.lead_params.append(extra)
+        if self.crm_mode == 2:
+            # A portal without leads converts every new lead at once (crm-settings-mode).
+            self.leads[lead_id]["STATUS_ID"] = "CONVERTED"
         return lead_id
+
+    def _contact_add(self, params: dict[str, Any], via_app: bool) -> int:
+        fields = self._check_fields(params)
+        contact_id = next(self._ids)
+        self.contacts[contact_id] = {"ID": contact_id, **fields}
+        return contact_id
+
+    def _deal_add(self, params: dict[str, Any], via_app: bool) -> int:
+        fields = self._check_fields(params)
+        _need("CONTACT_ID" not in fields or fields["CONTACT_ID"] is not None, "CONTACT_ID")
+        deal_id = next(self._ids)
+        now = self._now()
+        self.deals[deal_id] = {
+            "ID": deal_id,
+            "CATEGORY_ID": str(fields.pop("CATEGORY_ID", "0")),
+            "STAGE_ID": "NEW",
+            "STAGE_SEMANTIC_ID": "P",
+            "OPPORTUNITY": "0.00",
+            "CURRENCY_ID": "RUB",
+            "DATE_CREATE": now,
+            "DATE_MODIFY": now,
+            "CLOSED": "N",
+            **fields,
+        }
+        return deal_id
+
+    def _deal_row(self, deal: dict[str, Any]) -> dict[str, Any]:
+        # Bitrix24 sends ids and numbers as strings.
+        return {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in deal.items()}
+
+    def _deal_get(self, params: dict[str, Any], via_app: bool) -> dict[str, Any]:
+        deal_id = params.get("id", params.get("ID"))
+        _need(str(deal_id).isdigit(), "ID is not defined or invalid", "")
+        deal = self.deals.get(int(str(deal_id)))
+        _need(deal is not None, "Not found", "")
+        assert deal is not None
+        return self._deal_row(deal)
+
+    def _deal_list(self, params: dict[str, Any], via_app: bool) -> Any:
+        rows = [self._deal_row(d) for d in self.deals.values()]
+        return _page(_filtered(rows, params.get("filter", {})), params)
+
+    def _contact_get(self, params: dict[str, Any], via_app: bool) -> dict[str, Any]:
+        contact_id = params.get("id", params.get("ID"))
+        contact = self.contacts.get(int(str(contact_id))) if str(contact_id).isdigit() else None
+        _need(contact is not None, "Not found", "")
+        assert contact is not None
+        return self._deal_row(contact)
+
+    def _contact_list(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
+        return _list(self.contacts, params)
+
+    def _mode(self, params: dict[str, Any], via_app: bool) -> int:
+        return self.crm_mode
+
+    def _trace_add(self, params: dict[str, Any], via_app: bool) -> int:
+        raw = params.get("TRACE")
+        _need(isinstance(raw, str) and bool(raw), "Parameter `TRACE` required.")
+        try:
+            trace = json.loads(str(raw))
+        except ValueError:
+            raise BitrixError(400, "ERROR_CORE", "Can not parse JSON in parameter `TRACE`.") from None
+        _need(isinstance(trace, dict), "Can not parse JSON in parameter `TRACE`.")
+        for page in trace.get("PAGES", []):
+            _need(
+                isinstance(page, dict)
+                and isinstance(page.get("URL"), str)
+                and bool(ISO_WITH_OFFSET.match(str(page.get("DATE", "")))),
+                "fake: PAGES items are {URL, DATE (ISO 8601 with offset)}",
+            )
+        entities = params.get("ENTITIES", [])
+        _need(isinstance(entities, list), "Wrong TYPE in parameter `ENTITIES`.")
+        tables = {"LEAD": self.leads, "CONTACT": self.contacts, "DEAL": self.deals,
+                  "COMPANY": self.companies}  # fmt: skip
+        for entity in entities:
+            kind = entity.get("TYPE") if isinstance(entity, dict) else None
+            _need(
+                kind in TRACE_TYPES,
+                "Wrong TYPE in parameter `ENTITIES`. Allowed types: COMPANY,CONTACT,DEAL,LEAD,QUOTE",
+            )
+            _need(
+                isinstance(entity.get("ID"), int) and entity["ID"] in tables.get(kind, {}),
+                "Wrong ID in parameter `ENTITIES`.",
+            )
+        trace_id = next(self._ids)
+        self.traces.append({"ID": trace_id, "TRACE": trace, "ENTITIES": entities})
+        return trace_id
+
+    def _categories(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
+        return []  # only the general pipeline, category 0
+
+    def _statuses(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
+        entity = params.get("filter", {}).get("ENTITY_ID")
+        if entity != "DEAL_STAGE":
+            return []
+        return [
+            {"ID": str(n), "ENTITY_ID": "DEAL_STAGE", "STATUS_ID": sid, "NAME": name,
+             "SORT": str(sort), "CATEGORY_ID": "0", "EXTRA": {"SEMANTICS": sem}}
+            for n, (sid, name, sort, sem) in enumerate(DEAL_STAGES, start=1)
+        ]  # fmt: skip
+
+    def _users(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
+        wanted = params.get("ID")
+        ids = [int(i) for i in (wanted if isinstance(wanted, list) else [wanted]) if str(i).isdigit()]
+        return [
+            {"ID": str(i), "NAME": self.user_names[i][0], "LAST_NAME": self.user_names[i][1]}
+            for i in ids
+            if i in self.user_names
+        ]
 
     def _lead_list(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
         return _list(self.leads, params)
@@ -466,6 +700,44 @@ def _list(table: dict[int, dict[str, Any]], params: dict[str, Any]) -> list[dict
     return [{key: str(row[key]) if key == "ID" else row.get(key) for key in select} for row in rows]
 
 
+def _filtered(rows: list[dict[str, Any]], flt: Any) -> list[dict[str, Any]]:
+    """crm.*.list filters: a key with no prefix is equality, >= a lower bound, @ IN."""
+    _need(isinstance(flt, dict), "filter must be an object", "INVALID_ARG_VALUE")
+    out = []
+    for row in rows:
+        keep = True
+        for key, want in flt.items():
+            if key.startswith(">="):
+                value, bound = row.get(key[2:]), want
+                keep = keep and value is not None and _instant(value) >= _instant(bound)
+            elif key.startswith("@"):
+                keep = keep and str(row.get(key[1:])) in {str(w) for w in want}
+            else:
+                keep = keep and str(row.get(key)) == str(want)
+        if keep:
+            out.append(row)
+    return out
+
+
+def _instant(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def _page(rows: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """A list method's page: 50 rows from ``start``, with ``next`` and ``total``."""
+    order = params.get("order") or {}
+    for key in reversed(list(order)):
+        rows.sort(key=lambda r, k=key: (_instant(r[k]) if k.startswith("DATE") else int(r[k])),
+                  reverse=str(order[key]).upper() == "DESC")  # fmt: skip
+    start = params.get("start", 0)
+    _need(isinstance(start, int) and start >= 0, "start must be a number", "INVALID_ARG_VALUE")
+    chunk = rows[start : start + PAGE]
+    answer: dict[str, Any] = {"result": chunk, "total": len(rows)}
+    if start + PAGE < len(rows):
+        answer["next"] = start + PAGE
+    return answer
+
+
 def _error(err: BitrixError) -> web.Response:
     return web.json_response(
         {"error": err.error, "error_description": err.description}, status=err.status
@@ -475,6 +747,17 @@ def _error(err: BitrixError) -> web.Response:
 _METHODS = {
     "crm.lead.add": FakeBitrix24._lead_add,
     "crm.lead.list": FakeBitrix24._lead_list,
+    "crm.contact.add": FakeBitrix24._contact_add,
+    "crm.contact.get": FakeBitrix24._contact_get,
+    "crm.contact.list": FakeBitrix24._contact_list,
+    "crm.deal.add": FakeBitrix24._deal_add,
+    "crm.deal.get": FakeBitrix24._deal_get,
+    "crm.deal.list": FakeBitrix24._deal_list,
+    "crm.settings.mode.get": FakeBitrix24._mode,
+    "crm.tracking.trace.add": FakeBitrix24._trace_add,
+    "crm.dealcategory.list": FakeBitrix24._categories,
+    "crm.status.list": FakeBitrix24._statuses,
+    "user.get": FakeBitrix24._users,
     "crm.duplicate.findbycomm": FakeBitrix24._findbycomm,
     "crm.activity.add": FakeBitrix24._activity_add,
     "crm.activity.list": FakeBitrix24._activity_list,
