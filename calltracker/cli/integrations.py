@@ -15,7 +15,7 @@ from calltracker.cli.common import run_in_session
 from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
 from calltracker.errors import Invalid
-from calltracker.integrations import config
+from calltracker.integrations import config, registry
 from calltracker.integrations.base import STAGES
 from calltracker.integrations.outbox import store
 from calltracker.integrations.registry import KINDS
@@ -137,6 +137,7 @@ async def cmd_status(session: AsyncSession, args: argparse.Namespace) -> list[st
                 "  ! authentication failed: fix the credentials "
                 f"(PATCH /api/v1/integrations/{i.id}); those rows then go out again"
             )
+        lines += [f"  ! {text}" for text in registry.warnings(i.kind, i.config, utcnow())]
         errors = await store.last_errors(session, i.id)
         if errors:
             lines.append("  last errors:")

@@ -11,21 +11,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calltracker.db.deal_models import CrmLink
 from calltracker.db.upsert import insert_for
 
-# Remote-id keys of the CRM adapters that name a record (lead_id -> "lead").
-ENTITIES = {"lead_id": "lead", "deal_id": "deal", "contact_id": "contact"}
+# Remote-id keys of each CRM adapter that name a record. An amoCRM "lead" is a deal in a
+# pipeline; a Bitrix24 lead is what a deal is made from (the deal's LEAD_ID).
+ENTITIES = {
+    "bitrix24": {"lead_id": "lead", "deal_id": "deal", "contact_id": "contact"},
+    "amocrm": {"lead_id": "deal", "contact_id": "contact"},
+}
+CRM_KINDS = frozenset(ENTITIES)  # whose remote ids name CRM records
 
 
-def links_of(remote_ids: Mapping[str, Any]) -> list[tuple[str, str]]:
+def links_of(kind: str, remote_ids: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(entity, remote id) pairs named in an outbox row's remote ids."""
     return [
         (entity, str(remote_ids[key]))
-        for key, entity in ENTITIES.items()
+        for key, entity in ENTITIES.get(kind, {}).items()
         if str(remote_ids.get(key) or "").strip()
     ]
 
 
 async def record(
     session: AsyncSession,
+    kind: str,
     integration_id: int,
     call_id: int,
     remote_ids: Mapping[str, Any],
@@ -40,7 +46,7 @@ async def record(
             "call_id": call_id,
             "created_at": now,
         }
-        for entity, remote_id in links_of(remote_ids)
+        for entity, remote_id in links_of(kind, remote_ids)
     ]
     if rows:
         stmt = insert_for(session)(CrmLink).values(rows)
@@ -49,6 +55,3 @@ async def record(
                 index_elements=["integration_id", "entity", "remote_id", "call_id"]
             )
         )
-
-
-CRM_KINDS = frozenset({"bitrix24", "amocrm"})  # whose remote ids name CRM records

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calltracker.db.deal_models import CrmStage, Deal, DealStage
@@ -21,6 +21,7 @@ from calltracker.deals.snapshot import DealSnapshot, StageInfo
 from calltracker.integrations import registry
 from calltracker.integrations.errors import ConfigError
 from calltracker.integrations.outbox import store as outbox
+from calltracker.integrations.outbox.policy import DEAD, INVALID, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +246,25 @@ async def queue_won(session: AsyncSession, deal: Deal, now: datetime) -> int:
             rows.append(outbox.new_row(integration.id, deal.call_id, outbox.WON, now, deal.id))
     if not rows:
         return 0
+    keys = [r["idempotency_key"] for r in rows]
     before = set(
         await session.scalars(
-            select(OutboxRow.idempotency_key).where(
-                OutboxRow.idempotency_key.in_([r["idempotency_key"] for r in rows])
-            )
+            select(OutboxRow.idempotency_key).where(OutboxRow.idempotency_key.in_(keys))
         )
     )
     await outbox.insert_rows(session, rows)
-    return len([r for r in rows if r["idempotency_key"] not in before])
+    # A report given up because the deal was reopened before it went out: won again, it goes.
+    revived = await session.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.idempotency_key.in_(keys),
+            OutboxRow.state == DEAD,
+            OutboxRow.error_kind == INVALID,
+        )
+        .values(state=PENDING, attempts=0, next_attempt_at=now, updated_at=now, last_error="")
+        .execution_options(synchronize_session=False)
+    )
+    return len([k for k in keys if k not in before]) + int(revived.rowcount)  # type: ignore[attr-defined]
 
 
 async def forget(session: AsyncSession, origin: Origin, remote_id: str) -> bool:
@@ -296,4 +307,3 @@ async def save_stages(
                 },
             )
         )
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -198,7 +198,7 @@ class DealSync:
             phones = tuple(known[1])
         else:
             phones = await source.contact_phones(deal.contact_remote_id)
-        return DealSnapshot(**{**deal.__dict__, "phones": phones})
+        return replace(deal, phones=phones)
 
     # -- records named by webhooks -----------------------------------------------------------
 

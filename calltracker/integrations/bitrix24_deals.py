@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 SEMANTIC_STATUS: dict[str, Status] = {"P": "open", "S": "won", "F": "lost"}
 # crm.status.list EXTRA.SEMANTICS of a stage.
 STAGE_SEMANTICS: dict[str, Status] = {"process": "open", "success": "won", "failure": "lost"}
-PAGE = 50  # list methods answer 50 rows a page, always
 UTM = ("UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM")
 
 

@@ -41,7 +41,6 @@ KIND = "google_ads"
 CLICK_IDS = ("gclid", "gbraid", "wbraid")  # exactly one goes into a ClickConversion
 # Another upload of the same order_id: Google has it already, which is what we wanted.
 ALREADY_THERE = ("ORDER_ID_ALREADY_IN_USE", "DUPLICATE_ORDER_ID", "CLICK_CONVERSION_ALREADY_EXISTS")
-_DIGITS = re.compile(r"^\d{10}$")
 
 CustomerId = Annotated[
     str,

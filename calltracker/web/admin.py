@@ -17,6 +17,7 @@ from calltracker.db.integration_models import OutboxRow
 from calltracker.db.models import Site
 from calltracker.errors import CalltrackerError, Invalid
 from calltracker.integrations import config as integration_config
+from calltracker.integrations import registry
 from calltracker.integrations.base import STAGES
 from calltracker.integrations.outbox import store
 from calltracker.integrations.registry import KINDS
@@ -292,6 +293,7 @@ class IntegrationRow:
     secrets_set: list[str]
     counts: store.Counts
     last_errors: list[OutboxRow]
+    warnings: list[str]
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ async def integrations_page(
                     secrets_set=secrets_set,
                     counts=tally.get(integration.id, store.Counts()),
                     last_errors=list(errors),
+                    warnings=registry.warnings(integration.kind, integration.config, utcnow()),
                 )
             )
     context = {

@@ -36,6 +36,20 @@ AMO = r"/api/v1/crm/amocrm/{integration:\d+}/{secret}/events"
 MAX_FORM = 256 * 1024  # a webhook post: a few kilobytes
 
 
+def events_path(kind: str, integration_id: int, config: object) -> str | None:
+    """Where the CRM posts its events, to give its admin; None unless deals are read back."""
+    if getattr(config, "deals", None) is None:
+        return None
+    if kind == "bitrix24":
+        return BITRIX.replace(r"{integration:\d+}", str(integration_id))
+    if kind == "amocrm":
+        # The secret is not shown back: the admin set it and puts it in place of the braces.
+        return AMO.replace(r"{integration:\d+}", str(integration_id)).replace(
+            "{secret}", "{webhook_secret}"
+        )
+    return None
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post(BITRIX, bitrix24_events)
     app.router.add_post(AMO, amocrm_events)

@@ -12,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calltracker.catalog import sites
 from calltracker.clock import utcnow
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.integrations import config
+from calltracker.integrations import config, registry
+from calltracker.integrations.errors import ConfigError
 from calltracker.integrations.outbox import store
 from calltracker.integrations.outbox.policy import STATES
 from calltracker.keys import outbox_key, sessionmaker_key
+from calltracker.web import crm_hooks
 from calltracker.web.bodies import api
 
 ID = r"{integration:\d+}"
@@ -94,6 +96,9 @@ class IntegrationView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     outbox: store.Counts
+    warnings: list[str]  # what to act on before deliveries stop (a token about to lapse)
+    # A CRM whose deals come back: the path, after PUBLIC_URL, of its outgoing webhook.
+    events_path: str | None
 
 
 class IntegrationDetail(IntegrationView, frozen=True, kw_only=True):
@@ -130,8 +135,16 @@ def row_view(row: OutboxRow) -> OutboxRowView:
     return msgspec.convert(row, OutboxRowView, from_attributes=True)
 
 
+def _parsed(integration: Integration) -> object:
+    try:
+        return registry.parse_config(integration.kind, integration.config)
+    except ConfigError:
+        return None
+
+
 def integration_view(integration: Integration, counts: store.Counts) -> IntegrationView:
     shown, secrets_set = config.masked_config(integration.kind, integration.config)
+    parsed = _parsed(integration)
     return IntegrationView(
         id=integration.id,
         site_id=integration.site_id,
@@ -145,6 +158,8 @@ def integration_view(integration: Integration, counts: store.Counts) -> Integrat
         created_at=integration.created_at,
         updated_at=integration.updated_at,
         outbox=counts,
+        warnings=registry.warnings(integration.kind, integration.config, utcnow()),
+        events_path=crm_hooks.events_path(integration.kind, integration.id, parsed),
     )
 
 

@@ -200,8 +200,10 @@ ALLOWED_PUBLIC = re.compile(
     r"^(/healthz|/widget\.js|/api/v1/visits.*|/api/v1/amp/.*|/login|/static/\{name\}"
     # The widget's demo page: static HTML with no data.
     r"|/demo/"
-    # Recording links sent to CRMs: each carries its own expiring HMAC signature.
-    r"|/recordings/\{call\}\.mp3)$"
+    # Recording links sent to CRMs: each carries its own HMAC signature.
+    r"|/recordings/\{call\}\.mp3"
+    # The CRMs' outgoing webhooks: each checked by its CRM's token, or the secret in its URL.
+    r"|/api/v1/crm/bitrix24/\{integration\}/events|/api/v1/crm/amocrm/\{integration\}/\{secret\}/events)$"
 )
 
 

@@ -112,14 +112,16 @@ class World:
         recording: str = "",
         linkedid: str | None = None,
         ring_only: bool = False,
+        started: datetime | None = None,
+        **visit: Any,
     ) -> int:
         """Write a call as the recorder does: CallStarted, then CallEnded, each in its own
         transaction with the observer inside it. Returns the call id."""
         linkedid = linkedid or f"1772879100.{next(_linkedids)}"
         caller = caller or f"+7999{next(_callers):07d}"
-        started = datetime.now(UTC) - timedelta(minutes=3)
+        started = started or datetime.now(UTC) - timedelta(minutes=3)
         async with self.sessionmaker.begin() as session:
-            visit = Visit(
+            row = Visit(
                 id=f"v{linkedid.replace('.', '')}",
                 site_id=self.site_id,
                 visitor_key="visitor-1",
@@ -138,7 +140,9 @@ class World:
                 number="+74951230001",
                 number_kind="pool",
             )
-            session.add(visit)
+            for name, value in visit.items():  # click_id, ga_sessions, ...
+                setattr(row, name, value)
+            session.add(row)
             call = Call(
                 linkedid=linkedid,
                 site_id=self.site_id,
@@ -146,7 +150,7 @@ class World:
                 caller=caller,
                 started_at=started,
                 status="ringing",
-                visit_id=visit.id,
+                visit_id=row.id,
                 source="yandex",
                 medium="cpc",
                 campaign="brand_msk",

@@ -12,12 +12,10 @@ import pytest
 from calltracker.integrations.bitrix24 import Bitrix24Adapter
 from calltracker.integrations.errors import AuthError, PermanentError, TemporaryError
 from calltracker.integrations.registry import parse_config
-from calltracker.settings import Secret
-
-from .tokens import MemoryTokens
 
 from .calls import CALL, a_call, key
 from .fakes.bitrix24 import FakeBitrix24
+from .tokens import MemoryTokens
 
 
 def make(bitrix: FakeBitrix24, session: aiohttp.ClientSession, **config: Any) -> Bitrix24Adapter:

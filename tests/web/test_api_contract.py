@@ -234,6 +234,62 @@ async def test_every_json_route_answers_as_documented(client: Client, seeded: Se
         200,
         params={"site": "shop", "from": "2026-11-01", "group": "medium"},
     )
+    for group in ("campaign", "manager"):
+        await api.call(
+            "GET",
+            "/api/v1/reports/deals",
+            200,
+            params={"site": "shop", "from": "2026-11-01", "group": group, "margin": "30%"},
+        )
+    await api.call("GET", "/api/v1/reports/deals", 400, params={"site": "shop", "margin": "x"})
+    await api.call("GET", "/api/v1/deals", 200, params={"site": "shop", "status": "won"})
+
+    # The CRMs' webhooks: public, each checked by its CRM's token or secret.
+    b24 = await api.call(
+        "POST",
+        "/api/v1/integrations",
+        201,
+        json={
+            "site": "shop",
+            "kind": "bitrix24",
+            "name": "portal",
+            "config": {
+                "webhook_url": "https://portal.bitrix24.ru/rest/1/c0de/",
+                "deals": {"application_token": "b24-t0ken"},
+            },
+        },
+    )
+    event = {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "759",
+             "auth[application_token]": "b24-t0ken"}  # fmt: skip
+    hook = "/api/v1/crm/bitrix24/{integration}/events"
+    await api.call("POST", hook, 200, token=None, path={"integration": b24["id"]}, data=event)
+    await api.call(
+        "POST", hook, 403, token=None, path={"integration": b24["id"]},
+        data={**event, "auth[application_token]": "guess"},
+    )  # fmt: skip
+    amo = await api.call(
+        "POST",
+        "/api/v1/integrations",
+        201,
+        json={
+            "site": "shop",
+            "kind": "amocrm",
+            "name": "amo",
+            "config": {
+                "base_url": "https://example.amocrm.ru",
+                "access_token": "t",
+                "deals": {"webhook_secret": "s3cret"},
+            },
+        },
+    )
+    await api.call(
+        "POST",
+        "/api/v1/crm/amocrm/{integration}/{secret}/events",
+        200,
+        token=None,
+        path={"integration": amo["id"], "secret": "s3cret"},
+        json={"leads": {"status": [{"id": "25399013", "status_id": "142"}]}},
+    )
 
     # Integrations and their outbox.
     created = await api.call(

@@ -37,7 +37,14 @@ def hide_until_the_lease_runs_out(browser: Any, api: Calltracker, wait: Callable
 def test_the_visit_request_carries_landing_url_referrer_and_analytics_ids(
     browser: Any, site_server: SitePages, api: Calltracker, wait: Callable[..., Any]
 ) -> None:
-    for name, value in (("_ga", "GA1.1.123456789.1700000000"), ("_ym_uid", "1700000000123")):
+    cookies = (
+        ("_ga", "GA1.1.123456789.1700000000"),
+        ("_ym_uid", "1700000000123"),
+        # GA4's session cookies of two streams, in the older and the newer format.
+        ("_ga_ABC123", "GS1.1.1700000500.3.1.1700000900.0.0.0"),
+        ("_ga_XYZ9", "GS2.1.s1700000600$o4$g1$t1700000950$j60$l0$h0"),
+    )
+    for name, value in cookies:
         browser.execute_cdp_cmd(
             "Network.setCookie", {"name": name, "value": value, "url": site_server.site_origin}
         )
@@ -48,7 +55,12 @@ def test_the_visit_request_carries_landing_url_referrer_and_analytics_ids(
         "simple.html", utm_source="yandex", utm_medium="cpc", gclid="abc123"
     )
     [visit] = api.traffic.visits
-    assert visit.body == {
+    sent = dict(visit.body)
+    assert sorted(sent.pop("ga_sessions").split(" ")) == [
+        "_ga_ABC123=GS1.1.1700000500.3.1.1700000900.0.0.0",
+        "_ga_XYZ9=GS2.1.s1700000600$o4$g1$t1700000950$j60$l0$h0",
+    ]
+    assert sent == {
         "site_key": "test",
         "url": landing,
         "referrer": site_server.page_url("referrer.html"),
@@ -56,6 +68,8 @@ def test_the_visit_request_carries_landing_url_referrer_and_analytics_ids(
         "ym_client_id": "1700000000123",
     }
     [row] = api.visits()
+    # Every GA4 event of the visit's calls and deals carries its session on that stream.
+    assert sorted(row.ga_sessions.split()) == ["ABC123.1700000500", "XYZ9.1700000600"]
     assert (row.url, row.referrer, row.ga_client_id, row.ym_client_id) == (
         landing,
         site_server.page_url("referrer.html"),

@@ -70,7 +70,9 @@ async def enqueue_for_call(change: CallChange) -> None:
     rows = [
         store.new_row(integration.id, call.id, stage, now)
         for integration in integrations
-        if stage in stages_for(integration.stage, _adapter_stages(integration))
+        # No stage at all: the kind takes won deals only (Google Ads), never a call.
+        if (adapter := _adapter_stages(integration))
+        and stage in stages_for(integration.stage, adapter)
         and wanted(integration.trigger, stage, call)
     ]
     # ON CONFLICT DO NOTHING: a fact emitted twice (a reconnect, a replay) adds nothing.

@@ -219,7 +219,7 @@ class OutboxWorkers:
             row,
             outcome,
             disable=isinstance(error, EndpointGone),
-            integration_id=integration.id if integration.kind in links.CRM_KINDS else None,
+            crm=(integration.kind, integration.id) if integration.kind in links.CRM_KINDS else None,
         )
 
     def _lead_call(self, row: Claimed, stored: StoredCall | None) -> LeadCall:
@@ -271,14 +271,14 @@ class OutboxWorkers:
         outcome: policy.Outcome,
         *,
         disable: bool = False,
-        integration_id: int | None = None,
+        crm: tuple[str, int] | None = None,
     ) -> None:
         async with self._sessionmaker.begin() as session:
             ours = await store.finish(session, row, outcome, self._clock())
-            if ours and integration_id is not None and outcome.state == policy.DONE:
+            if ours and crm is not None and outcome.state == policy.DONE:
                 # What the CRM now holds for the call: how its deals find their call later.
                 await links.record(
-                    session, integration_id, row.call_id, outcome.remote_ids, self._clock()
+                    session, crm[0], crm[1], row.call_id, outcome.remote_ids, self._clock()
                 )
             if ours and disable:
                 # The receiver said 410 Gone: stop sending it anything until an admin says so.

@@ -312,7 +312,7 @@ def _outbox_to_links() -> None:
     bind = op.get_bind()
     rows = bind.execute(
         sa.text(
-            "SELECT o.integration_id, o.call_id, o.remote_ids FROM outbox o"
+            "SELECT o.integration_id, o.call_id, o.remote_ids, i.kind FROM outbox o"
             " JOIN integration i ON i.id = o.integration_id"
             " WHERE o.state = 'done' AND i.kind IN ('bitrix24', 'amocrm')"
         )
@@ -328,9 +328,14 @@ def _outbox_to_links() -> None:
     now = datetime.now(UTC)
     seen: set[tuple[int, str, str, int]] = set()
     values = []
-    for integration_id, call_id, raw in rows:
+    # As calltracker/deals/links.py names them: an amoCRM "lead" is a deal in its pipeline.
+    entities = {
+        "bitrix24": (("lead_id", "lead"), ("deal_id", "deal"), ("contact_id", "contact")),
+        "amocrm": (("lead_id", "deal"), ("contact_id", "contact")),
+    }
+    for integration_id, call_id, raw, kind in rows:
         ids = json.loads(raw) if isinstance(raw, str) else (raw or {})
-        for key, entity in (("lead_id", "lead"), ("deal_id", "deal"), ("contact_id", "contact")):
+        for key, entity in entities[kind]:
             remote = str(ids.get(key) or "")
             item = (integration_id, entity, remote[:64], call_id)
             if remote and item not in seen:

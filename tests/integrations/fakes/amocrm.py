@@ -220,7 +220,9 @@ class FakeAmoCrm(FakeServer):
         view.setdefault("updated_at", view.get("created_at", 0))
         view.setdefault("closed_at", None)
         if with_contacts:
-            contacts = [{"id": lead["contact_id"], "is_main": True}] if lead.get("contact_id") else []
+            contacts = (
+                [{"id": lead["contact_id"], "is_main": True}] if lead.get("contact_id") else []
+            )
             view["_embedded"] = {"contacts": contacts}
         return view
 
@@ -236,8 +238,14 @@ class FakeAmoCrm(FakeServer):
         limit = min(int(q.get("limit", "50")), 250)
         page = int(q.get("page", "1"))
         pipelines = {v for k, v in q.items() if k.startswith("filter[pipeline_id]")}
-        views = [self._lead_view(lead, "contacts" in q.get("with", "")) for lead in self.leads.values()]
-        views = [v for v in views if v["updated_at"] >= since and (not pipelines or str(v["pipeline_id"]) in pipelines)]
+        views = [
+            self._lead_view(lead, "contacts" in q.get("with", "")) for lead in self.leads.values()
+        ]
+        views = [
+            v
+            for v in views
+            if v["updated_at"] >= since and (not pipelines or str(v["pipeline_id"]) in pipelines)
+        ]
         if q.get("order[updated_at]") == "asc":
             views.sort(key=lambda v: (v["updated_at"], v["id"]))
         chunk = views[(page - 1) * limit : page * limit]
@@ -296,9 +304,10 @@ class FakeAmoCrm(FakeServer):
         if len(self._recent) > self.requests_per_second:
             self.rejected_for_rate += 1
             return _problem(429, "Too Many Requests", "Too many requests")
-        if request.path != "/oauth2/access_token" and request.headers.get(
-            "Authorization"
-        ) != f"Bearer {self.token}":
+        if (
+            request.path != "/oauth2/access_token"
+            and request.headers.get("Authorization") != f"Bearer {self.token}"
+        ):
             return _problem(401, "Unauthorized", "Authorization required")
         if request.method == "POST" and request.content_type != "application/json":
             return _problem(415, "Unsupported Media Type", "JSON expected")

@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -406,7 +406,10 @@ class FakeBitrix24(FakeServer):
 
     def _deal_row(self, deal: dict[str, Any]) -> dict[str, Any]:
         # Bitrix24 sends ids and numbers as strings.
-        return {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in deal.items()}
+        return {
+            k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+            for k, v in deal.items()
+        }
 
     def _deal_get(self, params: dict[str, Any], via_app: bool) -> dict[str, Any]:
         deal_id = params.get("id", params.get("ID"))
@@ -439,7 +442,9 @@ class FakeBitrix24(FakeServer):
         try:
             trace = json.loads(str(raw))
         except ValueError:
-            raise BitrixError(400, "ERROR_CORE", "Can not parse JSON in parameter `TRACE`.") from None
+            raise BitrixError(
+                400, "ERROR_CORE", "Can not parse JSON in parameter `TRACE`."
+            ) from None
         _need(isinstance(trace, dict), "Can not parse JSON in parameter `TRACE`.")
         for page in trace.get("PAGES", []):
             _need(
@@ -481,7 +486,9 @@ class FakeBitrix24(FakeServer):
 
     def _users(self, params: dict[str, Any], via_app: bool) -> list[dict[str, Any]]:
         wanted = params.get("ID")
-        ids = [int(i) for i in (wanted if isinstance(wanted, list) else [wanted]) if str(i).isdigit()]
+        ids = [
+            int(i) for i in (wanted if isinstance(wanted, list) else [wanted]) if str(i).isdigit()
+        ]
         return [
             {"ID": str(i), "NAME": self.user_names[i][0], "LAST_NAME": self.user_names[i][1]}
             for i in ids

@@ -44,6 +44,14 @@ class FakeGa4(FakeServer):
         self.dropped: list[tuple[dict[str, Any] | None, list[dict[str, str]]]] = []
         self.debug_hits: list[dict[str, Any]] = []
 
+    def sessions(self) -> list[tuple[str, str]]:
+        """(client id, session id) of every recorded event; "(not set)" where none was sent:
+        what GA4's session reports would show for it."""
+        return [
+            (e["client_id"], str(e.get("params", {}).get("session_id", "(not set)")))
+            for e in self.events
+        ]
+
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/mp/collect", self._collect)
         app.router.add_route("*", "/debug/mp/collect", self._debug)
@@ -133,6 +141,26 @@ class FakeGa4(FakeServer):
                     _msg(f"events[{i}].name", f"reserved name [{name}]", "NAME_RESERVED")
                 )
             params = event.get("params", {}) if isinstance(event, dict) else {}
+            if name == "purchase":
+                # The recommended purchase event: value needs its currency, and GA4 dedupes
+                # purchases by transaction_id.
+                if (
+                    not isinstance(params.get("transaction_id"), str)
+                    or not params["transaction_id"]
+                ):
+                    problems.append(_msg(f"events[{i}].params.transaction_id",
+                                         "purchase needs transaction_id", "VALUE_REQUIRED"))  # fmt: skip
+                if not isinstance(params.get("value"), int | float) or isinstance(
+                    params.get("value"), bool
+                ):
+                    problems.append(_msg(f"events[{i}].params.value", "purchase needs a numeric value",
+                                         "VALUE_REQUIRED"))  # fmt: skip
+                if not re.fullmatch(r"[A-Z]{3}", str(params.get("currency", ""))):
+                    problems.append(_msg(f"events[{i}].params.currency",
+                                         "value needs an ISO 4217 currency", "VALUE_REQUIRED"))  # fmt: skip
+            if "session_id" in params and not str(params["session_id"]).isdigit():
+                problems.append(_msg(f"events[{i}].params.session_id",
+                                     "session_id is the _ga_<stream> cookie's number", "VALUE_INVALID"))  # fmt: skip
             if len(params) > 25:
                 problems.append(
                     _msg(f"events[{i}].params", "at most 25 params", "EXCEEDED_MAX_ENTITIES")

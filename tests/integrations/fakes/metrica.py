@@ -59,12 +59,46 @@ class FakeMetrica(FakeServer):
         self.clock = clock
         self.processing_delay = processing_delay
         self.uploads: list[Upload] = []
+        self.conversion_uploads: list[Upload] = []
         self._in_flight = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(
             "/management/v1/counter/{counter}/offline_conversions/upload_calls", self._upload
         )
+        app.router.add_post(
+            "/management/v1/counter/{counter}/offline_conversions/upload", self._upload_conversions
+        )
+
+    async def _upload_conversions(self, request: web.Request) -> web.StreamResponse:
+        """Offline conversions (management/offline-conv): one id column of ClientId, UserId,
+        Yclid or PurchaseId; Target; DateTime in the past; Price with "."; Currency."""
+        try:
+            raw = await request.read()
+            if request.headers.get("Authorization") != f"OAuth {self.token}":
+                raise InvalidRequest(403, "invalid_token", "Invalid oauth_token")
+            if request.match_info["counter"] != str(self.counter_id):
+                raise InvalidRequest(404, "not_found", "Counter not found")
+            text = _file_part(request.content_type, request.headers.get("Content-Type", ""), raw)
+            columns, rows = _parse_conversions(text, self.clock())
+        except InvalidRequest as err:
+            return web.json_response(
+                {"errors": [{"error_type": err.error_type, "message": err.message}],
+                 "code": err.status, "message": err.message},
+                status=err.status,
+            )  # fmt: skip
+        upload = Upload(len(self.uploads) + len(self.conversion_uploads) + 1, columns, rows,
+                        dict(request.query))  # fmt: skip
+        self.conversion_uploads.append(upload)
+        return web.json_response(
+            {"uploading": {"id": upload.id, "source_quantity": len(rows),
+                           "line_quantity": len(rows), "type": "BASIC", "status": "UPLOADED",
+                           "comment": request.query.get("comment", "")}}
+        )  # fmt: skip
+
+    @property
+    def conversions(self) -> list[dict[str, str]]:
+        return [row for upload in self.conversion_uploads for row in upload.rows]
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         self._in_flight += 1
@@ -169,5 +203,38 @@ def _parse_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
             )
             if bad:
                 raise InvalidRequest(400, "invalid_parameter", f"line {line}: bad {name} {value!r}")
+        rows.append(row)
+    return columns, rows
+
+
+CONVERSION_IDS = {"ClientId", "UserId", "Yclid", "PurchaseId"}
+CONVERSION_COLUMNS = CONVERSION_IDS | {"Target", "DateTime", "Price", "Currency"}
+
+
+def _parse_conversions(text: str, now: datetime) -> tuple[list[str], list[dict[str, str]]]:
+    reader = csv.reader(io.StringIO(text))
+    columns = next(reader, [])
+    unknown = set(columns) - CONVERSION_COLUMNS
+    if unknown:
+        raise InvalidRequest(400, "invalid_parameter", f"unknown columns {sorted(unknown)}")
+    if len(CONVERSION_IDS & set(columns)) != 1:
+        raise InvalidRequest(400, "invalid_parameter", "exactly one identifier column is required")
+    for required in ("Target", "DateTime"):
+        if required not in columns:
+            raise InvalidRequest(400, "missing_parameter", required)
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        row = dict(zip(columns, values, strict=True))
+        if not row["DateTime"].isdigit():
+            raise InvalidRequest(400, "invalid_parameter", f"line {line}: DateTime")
+        if int(row["DateTime"]) > now.timestamp():
+            # "The DateTime can only be in the past."
+            raise InvalidRequest(400, "invalid_parameter", f"line {line}: DateTime in the future")
+        if not row["Target"]:
+            raise InvalidRequest(400, "invalid_parameter", f"line {line}: Target")
+        if "Price" in row and not re.fullmatch(r"\d+(\.\d+)?", row["Price"]):
+            raise InvalidRequest(400, "invalid_parameter", f"line {line}: Price")
+        if "Currency" in row and not re.fullmatch(r"[A-Z]{3}", row["Currency"]):
+            raise InvalidRequest(400, "invalid_parameter", f"line {line}: Currency")
         rows.append(row)
     return columns, rows
