@@ -201,7 +201,9 @@ async def deals_ctx(app: web.Application) -> AsyncIterator[None]:
     async def look() -> None:
         await sync.run_once()
 
-    async with running_every(sync.settings.interval, look, "deal-sync"):
+    # Nothing to read at start-up that cannot wait one interval: the app comes up first.
+    interval = sync.settings.interval
+    async with running_every(interval, look, "deal-sync", first_after=interval):
         yield
 
 

@@ -12,12 +12,14 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def running_every(
-    seconds: float, work: Callable[[], Awaitable[None]], name: str
+    seconds: float, work: Callable[[], Awaitable[None]], name: str, *, first_after: float = 0.0
 ) -> AsyncIterator[None]:
-    """Run `work` at once and then every `seconds` until the block exits. A failing round is
-    logged and the next one tries again: upkeep must not die of one database outage."""
+    """Run `work` after `first_after` seconds (at once by default) and then every `seconds`
+    until the block exits. A failing round is logged and the next one tries again: upkeep
+    must not die of one database outage."""
 
     async def loop() -> None:
+        await asyncio.sleep(first_after)
         while True:
             try:
                 await work()

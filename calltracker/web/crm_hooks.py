@@ -72,7 +72,10 @@ async def _fields(request: web.Request, body: WebhookBody | None) -> dict[str, s
         raise Invalid("send the webhook as a form (application/x-www-form-urlencoded)")
     if request.content_length is not None and request.content_length > MAX_FORM:
         raise Invalid("the webhook post is too large")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # undecodable bytes (UnicodeDecodeError is one)
+        raise Invalid("the webhook post is not a readable form") from None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 

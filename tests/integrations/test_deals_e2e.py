@@ -207,9 +207,11 @@ async def test_an_event_from_a_stranger_or_nonsense_is_refused_without_a_server_
     for form, status in cases:
         resp = await app_client.post(url, data=form)
         assert resp.status == status, await resp.text()
-    assert (
-        await app_client.post(url, data=b"\xff\xfe", headers={"Content-Type": "text/plain"})
-    ).status == 400
+    for raw, media in ((b"\xff\xfe", "text/plain"),
+                       (b"event=%ff%fe\xff", "application/x-www-form-urlencoded"),
+                       (b"[1, 2]", "application/json")):  # fmt: skip
+        resp = await app_client.post(url, data=raw, headers={"Content-Type": media})
+        assert resp.status == 400, (media, await resp.text())
     assert (await app_client.post("/api/v1/crm/bitrix24/999/events", data=good)).status == 404
     async with app_client.app[sessionmaker_key]() as session:
         assert await session.scalar(select(func.count()).select_from(CrmFetch)) == 0

@@ -363,17 +363,17 @@ def downgrade() -> None:
 
     op.create_table(
         "conversion",
-        sa.Column("id", sa.INTEGER(), nullable=False),
-        sa.Column("site_id", sa.INTEGER(), nullable=False),
-        sa.Column("external_id", sa.VARCHAR(length=128), nullable=False),
-        sa.Column("call_id", sa.INTEGER(), nullable=True),
-        sa.Column("call_started_at", sa.DATETIME(), nullable=True),
-        sa.Column("phone", sa.VARCHAR(length=32), nullable=False),
-        sa.Column("amount", sa.BIGINT(), nullable=False),
-        sa.Column("currency", sa.VARCHAR(length=3), nullable=False),
-        sa.Column("converted_at", sa.DATETIME(), nullable=False),
-        sa.Column("created_at", sa.DATETIME(), nullable=False),
-        sa.Column("updated_at", sa.DATETIME(), nullable=False),
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("site_id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=128), nullable=False),
+        sa.Column("call_id", sa.Integer(), nullable=True),
+        sa.Column("call_started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("converted_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["call_id"], ["call.id"], name=op.f("fk_conversion_call_id_call"), ondelete="SET NULL"
         ),
@@ -381,15 +381,13 @@ def downgrade() -> None:
             ["site_id"], ["site.id"], name=op.f("fk_conversion_site_id_site"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversion")),
-        sa.UniqueConstraint("site_id", "external_id", name=op.f("uq_conversion_deal")),
+        sa.UniqueConstraint("site_id", "external_id", name="uq_conversion_deal"),
     )
     with op.batch_alter_table("conversion", schema=None) as batch_op:
+        batch_op.create_index("ix_conversion_call", ["call_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_conversion_site_call_started"),
-            ["site_id", "call_started_at"],
-            unique=False,
+            "ix_conversion_site_call_started", ["site_id", "call_started_at"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_conversion_call"), ["call_id"], unique=False)
 
     # Won deals posted by hand go back; the CRMs' deals have no place in the old schema.
     op.execute(
