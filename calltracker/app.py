@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
+from calltracker.adspend.service import SyncRunner, SyncSettings
 from calltracker.catalog.cache import CatalogCache
 from calltracker.catalog.service import CatalogService
 from calltracker.clock import utcnow
@@ -35,6 +36,8 @@ from calltracker.integrations.outbox.enqueue import enqueue_for_call
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.keys import (
+    adspend_key,
+    adspend_settings_key,
     agi_key,
     ami_key,
     card_maker_key,
@@ -179,6 +182,21 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("event=outbox_started workers=%s", settings.workers)
     yield
     await workers.stop()
+
+
+async def adspend_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Pull ad spend from the platforms (adspend/): every tick, the due accounts this process
+    can claim; with several workers each account is pulled by one of them at a time (its
+    lease in the database), so ticks in every worker are safe."""
+    settings = app.get(adspend_settings_key) or SyncSettings()
+    runner = SyncRunner(app[sessionmaker_key], app[http_key], settings)
+    app[adspend_key] = runner
+
+    async def tick() -> None:
+        await runner.run_due()
+
+    async with running_every(settings.tick_seconds, tick, "adspend-sync"):
+        yield
 
 
 async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -364,9 +382,10 @@ def create_app(settings: Settings) -> web.Application:
             redis_ctx,
             pool_ctx,
             visits_ctx,
-            # Outgoing HTTP, then the outbox loops that use it.
+            # Outgoing HTTP, then the outbox loops and the ad spend sync that use it.
             http_ctx,
             outbox_ctx,
+            adspend_ctx,
             # Calls: the AMI listener starts after what it feeds and stops before it.
             telephony_ctx,
             # FastAGI caller-ID tags, and the operators' live cards fed by the recorder.

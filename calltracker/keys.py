@@ -11,6 +11,7 @@ from calltracker.accounts.roles import Principal
 from calltracker.accounts.sessions import SessionInfo
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
+from calltracker.adspend.service import SyncRunner, SyncSettings
 from calltracker.catalog.cache import CatalogCache
 from calltracker.catalog.service import CatalogService
 from calltracker.db.engine import SessionMaker
@@ -46,6 +47,10 @@ current_session_key = web.RequestKey("current_session_key", SessionInfo)
 http_key = web.AppKey("http_key", aiohttp.ClientSession)
 outbox_settings_key = web.AppKey("outbox_settings_key", OutboxSettings)
 outbox_key = web.AppKey("outbox_key", OutboxWorkers)
+# Ad spend pulled from the ad platforms (adspend/): the rounds this process runs, and their
+# settings (tests set a short tick).
+adspend_settings_key = web.AppKey("adspend_settings_key", SyncSettings)
+adspend_key = web.AppKey("adspend_key", SyncRunner)
 # Calls: the recorder stores call facts; the listener exists only when AMI is configured.
 recorder_key = web.AppKey("recorder_key", CallRecorder)
 # The AMI listener of this process's term as leader (telephony/leader.py), if AMI is configured.

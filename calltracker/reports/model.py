@@ -306,11 +306,11 @@ class RateUsed(msgspec.Struct, frozen=True, kw_only=True):
     """How spend in another currency was converted over a run of days."""
 
     currency: str
-    to: str | None
+    base: str | None  # the site's currency, which the report is in
     rate: float
     rate_date: date
     first_day: date = msgspec.field(name="from")
-    to_date: date
+    last_day: date = msgspec.field(name="to")
     source: str
 
 
@@ -390,11 +390,11 @@ def report_json(report: Report) -> ReportJson:
             "rates": [
                 RateUsed(
                     currency=r.currency,
-                    to=report.currency or None,
+                    base=report.currency or None,
                     rate=float(r.rate),
                     rate_date=r.rate_day,
                     first_day=r.first_day,
-                    to_date=r.last_day,
+                    last_day=r.last_day,
                     source=r.source,
                 )
                 for r in report.rates

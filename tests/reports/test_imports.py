@@ -129,7 +129,7 @@ async def test_spend_in_another_currency_converts_at_the_rate_table_and_says_whi
     resp = await client.post(
         "/api/v1/currency-rates",
         data=b"date,currency,rate,base,source\n2026-03-05,USD,90.5,RUB,cbr\n"
-        b"2026-03-06,USD,\"91,25\",RUB,cbr\n",
+        b'2026-03-06,USD,"91,25",RUB,cbr\n',
         headers={**admin, "Content-Type": "text/csv"},
     )
     assert resp.status == 200, await resp.text()
@@ -140,10 +140,10 @@ async def test_spend_in_another_currency_converts_at_the_rate_table_and_says_whi
     report = await resp.json()
     assert report["totals"]["spend"] == 1087.5  # 10 x 90.50 + 2 x 91.25; the 5 USD are not guessed
     assert report["rates"] == [
-        {"currency": "USD", "to": "RUB", "rate": 90.5, "rate_date": "2026-03-05",
-         "from": "2026-03-05", "to_date": "2026-03-05", "source": "cbr"},
-        {"currency": "USD", "to": "RUB", "rate": 91.25, "rate_date": "2026-03-06",
-         "from": "2026-03-08", "to_date": "2026-03-08", "source": "cbr"},
+        {"currency": "USD", "base": "RUB", "rate": 90.5, "rate_date": "2026-03-05",
+         "from": "2026-03-05", "to": "2026-03-05", "source": "cbr"},
+        {"currency": "USD", "base": "RUB", "rate": 91.25, "rate_date": "2026-03-06",
+         "from": "2026-03-08", "to": "2026-03-08", "source": "cbr"},
     ]  # fmt: skip
     assert report["missing_rates"] == [{"currency": "USD", "date": "2026-03-20", "amount": 5.0}]
     page = await client.get(
