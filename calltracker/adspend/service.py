@@ -21,7 +21,7 @@ from calltracker.adspend.sync import AUTH, CONFIG, PERMANENT, TEMPORARY, Window,
 from calltracker.clock import utcnow
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Site
-from calltracker.errors import Conflict
+from calltracker.errors import CalltrackerError, Conflict
 from calltracker.integrations.errors import (
     AuthError,
     ConfigError,
@@ -149,9 +149,13 @@ class SyncRunner:
         reschedule: bool = True,
         release: bool = True,
     ) -> RoundResult:
-        platform, config, planned = await self._window(claim.account_id)
-        window = window or planned
         account_id = claim.account_id
+        try:
+            platform, config, planned = await self._window(account_id)
+        except CalltrackerError as err:  # deleted since it was claimed
+            log.warning("event=adspend_account_gone account=%s error=%s", account_id, err)
+            return RoundResult(account_id, window or Window(date.min, date.min), error=str(err))
+        window = window or planned
 
         async def save_tokens(tokens: Mapping[str, Any]) -> None:
             async with self.sessionmaker.begin() as session:

@@ -29,6 +29,7 @@ from calltracker.db.base import UTCDateTime
 from calltracker.db.report_models import AdSpend
 from calltracker.db.upsert import insert_for
 from calltracker.errors import Invalid, NotFound
+from calltracker.integrations.errors import PermanentError
 from calltracker.reports import money
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,10 @@ async def store_pull(
     account = await session.get(AdAccount, claim.account_id)
     if account is None:
         raise LeaseLost(f"ad account {claim.account_id} was deleted")
-    currency = money.parse_currency(pull.currency)
+    try:
+        currency = money.parse_currency(pull.currency)
+    except ValueError:
+        raise PermanentError(f"the platform reported the currency {pull.currency!r}") from None
     await money.ensure_currency(session, account.site_id, currency)
     if pull.campaigns is not None:
         await _upsert_campaigns(session, account.id, pull.campaigns, now)
