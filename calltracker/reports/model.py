@@ -302,7 +302,7 @@ class ReportDay(Metrics, frozen=True, kw_only=True):
     date: date
 
 
-class RateUsed(msgspec.Struct, frozen=True, kw_only=True):
+class RateUsedJson(msgspec.Struct, frozen=True, kw_only=True):
     """How spend in another currency was converted over a run of days."""
 
     currency: str
@@ -314,7 +314,7 @@ class RateUsed(msgspec.Struct, frozen=True, kw_only=True):
     source: str
 
 
-class MissingRate(msgspec.Struct, frozen=True, kw_only=True):
+class MissingRateJson(msgspec.Struct, frozen=True, kw_only=True):
     """Spend left out of the report: no rate for its currency on or shortly before that day."""
 
     currency: str
@@ -322,7 +322,7 @@ class MissingRate(msgspec.Struct, frozen=True, kw_only=True):
     amount: float
 
 
-class UnmappedSpend(msgspec.Struct, frozen=True, kw_only=True):
+class UnmappedSpendJson(msgspec.Struct, frozen=True, kw_only=True):
     """Pulled spend the report cannot put under a label (see /api/v1/spend/unmapped)."""
 
     currency: str
@@ -345,9 +345,9 @@ class ReportJson(msgspec.Struct, frozen=True, kw_only=True):
     rows: list[ReportRow]
     totals: Metrics
     days: list[ReportDay]
-    rates: list[RateUsed]
-    missing_rates: list[MissingRate]
-    unmapped_spend: list[UnmappedSpend]
+    rates: list[RateUsedJson]
+    missing_rates: list[MissingRateJson]
+    unmapped_spend: list[UnmappedSpendJson]
 
 
 def metrics(c: Counts) -> Metrics:
@@ -388,7 +388,7 @@ def report_json(report: Report) -> ReportJson:
             "totals": metrics(report.totals),
             "days": [{"date": d.day} | asdict(metrics(d.counts)) for d in report.days],
             "rates": [
-                RateUsed(
+                RateUsedJson(
                     currency=r.currency,
                     base=report.currency or None,
                     rate=float(r.rate),
@@ -400,11 +400,11 @@ def report_json(report: Report) -> ReportJson:
                 for r in report.rates
             ],
             "missing_rates": [
-                MissingRate(currency=m.currency, date=m.day, amount=float(major(m.amount)))
+                MissingRateJson(currency=m.currency, date=m.day, amount=float(major(m.amount)))
                 for m in report.missing_rates
             ],
             "unmapped_spend": [
-                UnmappedSpend(
+                UnmappedSpendJson(
                     currency=u.currency,
                     amount=float(major(u.amount)),
                     impressions=u.impressions,
