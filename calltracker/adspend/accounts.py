@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,13 +15,13 @@ from calltracker.adspend.sync import AUTH
 from calltracker.clock import utcnow
 from calltracker.db.adspend_models import AdAccount
 from calltracker.errors import Conflict, Invalid, NotFound
-from calltracker.integrations.config import merge_config
+from calltracker.integrations.config import mask, merge_config
 from calltracker.integrations.errors import ConfigError
-from calltracker.settings import Secret
 
-_SECRET_WORDS = ("secret", "token", "password")
 MIN_INTERVAL_MINUTES = 30
 MAX_LOOKBACK_DAYS = 60
+DEFAULT_INTERVAL_MINUTES = 180  # a round every three hours
+DEFAULT_LOOKBACK_DAYS = 7  # yesterday, today and the days the platforms still correct
 
 
 class UnknownAccount(NotFound):
@@ -42,24 +42,10 @@ def parse_config(platform: str, raw: Any) -> Any:
         raise Invalid(f"config: {err}", code="invalid_config") from None
 
 
-def _secret_fields(platform: str, raw: Mapping[str, Any]) -> set[str]:
-    try:
-        parsed = registry.parse_config(platform, raw)
-    except ConfigError:
-        return set(raw)  # unreadable: hide every field, to be safe
-    typed = (
-        {f.name for f in fields(parsed) if isinstance(getattr(parsed, f.name), Secret)}
-        if is_dataclass(parsed)
-        else set()
-    )
-    return {k for k in raw if k in typed or any(w in k.lower() for w in _SECRET_WORDS)}
-
-
 def masked_config(platform: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(the config without its secrets, the secret fields that are set)."""
-    secret = _secret_fields(platform, raw)
-    shown = {k: v for k, v in raw.items() if k not in secret}
-    return shown, sorted(k for k in secret if raw.get(k) not in (None, ""))
+    known = registry.PLATFORMS.get(platform)
+    return mask(raw, known.config if known is not None else None)
 
 
 def _check_name(name: Any) -> str:
@@ -99,8 +85,8 @@ async def create_account(
     name: str,
     config: Mapping[str, Any],
     enabled: bool = True,
-    interval_minutes: int = 180,
-    lookback_days: int = 7,
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
 ) -> AdAccount:
     name = _check_name(name)
     parse_config(platform, config)
@@ -211,35 +197,59 @@ def alert(account: AdAccount) -> str:
     )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+class AccountStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How an account's sync is going."""
+
+    pulled_through: date | None  # every day up to this one is pulled
+    next_sync_at: datetime
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str
+    error_kind: str  # "", or what kind of failure the last error was (AUTH: an alert)
+    failures: int  # rounds failed in a row
+    alert: str | None  # what an admin must act on
 
 
-def public_view(account: AdAccount) -> dict[str, Any]:
+class AccountView(msgspec.Struct, frozen=True, kw_only=True):
+    """An ad account as the API, the CLI and the page show it: no secret values."""
+
+    id: int
+    site_id: int
+    platform: str
+    name: str
+    enabled: bool
+    interval_minutes: int
+    lookback_days: int
+    config: dict[str, Any]  # every field but the secrets
+    secrets_set: list[str]  # the secret fields that have a value
+    status: AccountStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+def public_view(account: AdAccount) -> AccountView:
     """What the API, the CLI and the page show: everything but secret values."""
     config, secrets_set = masked_config(account.platform, account.config)
-    return {
-        "id": account.id,
-        "site_id": account.site_id,
-        "platform": account.platform,
-        "name": account.name,
-        "enabled": account.enabled,
-        "interval_minutes": account.interval_minutes,
-        "lookback_days": account.lookback_days,
-        "config": config,
-        "secrets_set": secrets_set,
-        "status": {
-            "pulled_through": account.pulled_through.isoformat()
-            if account.pulled_through
-            else None,
-            "next_sync_at": _iso(account.next_sync_at),
-            "last_attempt_at": _iso(account.last_attempt_at),
-            "last_success_at": _iso(account.last_success_at),
-            "last_error": account.last_error,
-            "error_kind": account.error_kind,
-            "failures": account.failures,
-            "alert": alert(account) or None,
-        },
-        "created_at": _iso(account.created_at),
-        "updated_at": _iso(account.updated_at),
-    }
+    return AccountView(
+        id=account.id,
+        site_id=account.site_id,
+        platform=account.platform,
+        name=account.name,
+        enabled=account.enabled,
+        interval_minutes=account.interval_minutes,
+        lookback_days=account.lookback_days,
+        config=config,
+        secrets_set=secrets_set,
+        status=AccountStatus(
+            pulled_through=account.pulled_through,
+            next_sync_at=account.next_sync_at,
+            last_attempt_at=account.last_attempt_at,
+            last_success_at=account.last_success_at,
+            last_error=account.last_error,
+            error_kind=account.error_kind,
+            failures=account.failures,
+            alert=alert(account) or None,
+        ),
+        created_at=account.created_at,
+        updated_at=account.updated_at,
+    )

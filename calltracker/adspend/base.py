@@ -14,13 +14,27 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+import msgspec
+
+from calltracker.shapes import INVALID
 
 MICROS_PER_MINOR = 10_000  # platforms count money in millionths; we keep kopecks and cents
 
 # New tokens a connector obtained (OAuth refresh): config fields to store, so that the next
 # round, or another process, uses them instead of refreshing again.
 TokenSaver = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+# A config's currency: an ISO 4217 code, in either case (stored upper case by the config).
+CurrencyCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z]{3}$",
+        description="ISO 4217 code",
+        extra={INVALID: "must be a three-letter code such as RUB"},
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,17 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import aiohttp
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from calltracker.adspend.base import (
     CampaignInfo,
+    CurrencyCode,
     Pull,
     StatRow,
     TokenSaver,
@@ -35,7 +37,7 @@ from calltracker.adspend.base import (
     micros_to_minor,
 )
 from calltracker.clock import utcnow
-from calltracker.integrations.base import ConfigReader, HttpReply, RateLimiter, send
+from calltracker.integrations.base import ConfigShape, HttpReply, RateLimiter, Url, send
 from calltracker.integrations.errors import (
     AuthError,
     IntegrationError,
@@ -71,44 +73,25 @@ CAMPAIGNS_PAGE = 1000
 EMPTY = "--"  # how the report shows a value that does not apply
 
 
-@dataclass(frozen=True)
-class DirectConfig:
+class DirectConfig(ConfigShape, frozen=True):
+    """One Direct account (or an agency's client): docs/adspend.md lists the fields."""
+
     token: Secret
-    client_login: str = ""
+    client_login: Annotated[str, Meta(max_length=255)] = ""  # agencies: the client's login
     include_vat: bool = True
     money_in_micros: bool = True
-    currency: str = "RUB"  # used when Campaigns.get could not say
+    currency: CurrencyCode = "RUB"  # used when Campaigns.get could not say
     tracking: bool = True  # read campaigns' TrackingParams (spends API points)
-    language: str = "ru"
-    api_url: str = "https://api.direct.yandex.com/json/v5"
-    max_wait_seconds: float = 900.0  # how long to wait for an offline report per pull
-    rate_limit: float = 1.5  # 20 requests per 10 s, with room to spare
-    timeout: float = 120.0
+    language: Literal["ru", "en"] = "ru"
+    api_url: Url = "https://api.direct.yandex.com/json/v5"
+    # How long to wait for an offline report per pull.
+    max_wait_seconds: Annotated[float, Meta(gt=0, le=3600)] = 900.0
+    rate_limit: Annotated[float, Meta(gt=0, le=2.0)] = 1.5  # 20 requests per 10 s, with room
+    timeout: ClassVar[float] = 120.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> DirectConfig:
-        r = ConfigReader(PLATFORM, raw)
-        config = cls(
-            token=r.secret("token"),
-            client_login=r.text("client_login", "", max_len=255),
-            include_vat=r.flag("include_vat", cls.include_vat),
-            money_in_micros=r.flag("money_in_micros", cls.money_in_micros),
-            currency=_currency(r, cls.currency),
-            tracking=r.flag("tracking", cls.tracking),
-            language=r.choice("language", ("ru", "en"), cls.language),
-            api_url=r.url("api_url", cls.api_url).rstrip("/"),
-            max_wait_seconds=r.number("max_wait_seconds", cls.max_wait_seconds, hi=3600),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=2.0),
-        )
-        r.done()
-        return config
-
-
-def _currency(r: ConfigReader, default: str) -> str:
-    value = r.text("currency", default, max_len=3).upper()
-    if len(value) != 3 or not value.isalpha():
-        raise r.fail("currency", "must be a three-letter code such as RUB")
-    return value
+    def __post_init__(self) -> None:
+        force_setattr(self, "currency", self.currency.upper())
+        force_setattr(self, "api_url", self.api_url.rstrip("/"))
 
 
 def _error(reply: HttpReply) -> tuple[int, str]:

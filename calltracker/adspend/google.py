@@ -17,9 +17,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import aiohttp
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from calltracker.adspend.base import (
     CampaignInfo,
@@ -30,7 +32,7 @@ from calltracker.adspend.base import (
     micros_to_minor,
 )
 from calltracker.clock import utcnow
-from calltracker.integrations.base import ConfigReader, HttpReply, RateLimiter, send
+from calltracker.integrations.base import ConfigShape, HttpReply, RateLimiter, Url, send
 from calltracker.integrations.errors import (
     AuthError,
     IntegrationError,
@@ -38,6 +40,7 @@ from calltracker.integrations.errors import (
     TemporaryError,
 )
 from calltracker.settings import Secret
+from calltracker.shapes import INVALID
 
 PLATFORM = "google_ads"
 SERVICE = "Google Ads"
@@ -58,54 +61,41 @@ KEYWORD_QUERY = (
     f"ad_group_criterion.keyword.text, segments.date, {METRICS} FROM keyword_view "
     "WHERE segments.date BETWEEN '{first}' AND '{last}'"
 )
-_DIGITS = re.compile(r"^\d{10}$")
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
-@dataclass(frozen=True)
-class GoogleConfig:
-    customer_id: str  # ten digits, without the dashes the UI shows
+# A customer id as the UI shows it (123-456-7890) or as digits; stored as the ten digits.
+CustomerId = Annotated[
+    str,
+    Meta(
+        pattern=r"^-*(?:\d-*){10}$",
+        description="ten digits, dashes allowed",
+        extra={INVALID: "must be a ten-digit customer id such as 123-456-7890"},
+    ),
+]
+
+
+class GoogleConfig(ConfigShape, frozen=True):
+    """One Google Ads customer, reached with an OAuth client's refresh token."""
+
+    customer_id: CustomerId
     developer_token: Secret
-    client_id: str
+    client_id: Annotated[str, Meta(max_length=300)]
     client_secret: Secret
     refresh_token: Secret
-    login_customer_id: str = ""  # the manager account's id, when it gives the access
-    api_version: str = "v21"
-    api_url: str = "https://googleads.googleapis.com"
-    token_url: str = "https://oauth2.googleapis.com/token"
-    rate_limit: float = 1.0
-    timeout: float = 120.0
+    login_customer_id: CustomerId = ""  # the manager account, when it gives access
+    api_version: Annotated[
+        str, Meta(pattern=r"^v\d{1,3}$", extra={INVALID: "must look like v21"})
+    ] = "v21"
+    api_url: Url = "https://googleads.googleapis.com"
+    token_url: Url = "https://oauth2.googleapis.com/token"
+    rate_limit: Annotated[float, Meta(gt=0, le=10.0)] = 1.0
+    timeout: ClassVar[float] = 120.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> GoogleConfig:
-        r = ConfigReader(PLATFORM, raw)
-        version = r.text("api_version", cls.api_version, max_len=8)
-        if not re.fullmatch(r"v\d{1,3}", version):
-            raise r.fail("api_version", "must look like v21")
-        config = cls(
-            customer_id=_customer_id(r, "customer_id", required=True),
-            developer_token=r.secret("developer_token"),
-            client_id=r.text("client_id", max_len=300),
-            client_secret=r.secret("client_secret"),
-            refresh_token=r.secret("refresh_token"),
-            login_customer_id=_customer_id(r, "login_customer_id", required=False),
-            api_version=version,
-            api_url=r.url("api_url", cls.api_url).rstrip("/"),
-            token_url=r.url("token_url", cls.token_url),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=10.0),
-        )
-        r.done()
-        return config
-
-
-def _customer_id(r: ConfigReader, name: str, *, required: bool) -> str:
-    value = r.text(name) if required else r.text(name, "")
-    digits = value.replace("-", "").strip()
-    if not digits and not required:
-        return ""
-    if not _DIGITS.match(digits):
-        raise r.fail(name, "must be a ten-digit customer id such as 123-456-7890")
-    return digits
+    def __post_init__(self) -> None:
+        force_setattr(self, "customer_id", self.customer_id.replace("-", ""))
+        force_setattr(self, "login_customer_id", self.login_customer_id.replace("-", ""))
+        force_setattr(self, "api_url", self.api_url.rstrip("/"))
 
 
 @dataclass

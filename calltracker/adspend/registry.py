@@ -12,6 +12,7 @@ import aiohttp
 from calltracker.adspend import direct, google, vk
 from calltracker.adspend.base import Connector, TokenSaver
 from calltracker.clock import utcnow
+from calltracker.integrations.base import ConfigShape, decode_config
 from calltracker.integrations.errors import ConfigError
 
 
@@ -20,27 +21,23 @@ class Platform:
     name: str
     title: str
     source: str  # the utm_source its ads usually carry, for the mapping form's default
-    parse: Callable[[Mapping[str, Any]], Any]
+    config: type[ConfigShape]  # the stored config's types, limits and secrets
     connector: Callable[..., Connector]  # (config, session, *, clock, on_tokens)
+
+    def parse(self, raw: Mapping[str, Any]) -> Any:
+        """A stored config, checked and typed; ConfigError names ``platform.field``."""
+        return decode_config(self.name, self.config, raw)
 
 
 PLATFORMS: Mapping[str, Platform] = {
     p.name: p
     for p in (
         Platform(
-            direct.PLATFORM,
-            "Yandex Direct",
-            "yandex",
-            direct.DirectConfig.from_config,
-            direct.DirectConnector,
+            direct.PLATFORM, "Yandex Direct", "yandex", direct.DirectConfig, direct.DirectConnector
         ),
-        Platform(vk.PLATFORM, "VK Ads", "vk", vk.VkConfig.from_config, vk.VkConnector),
+        Platform(vk.PLATFORM, "VK Ads", "vk", vk.VkConfig, vk.VkConnector),
         Platform(
-            google.PLATFORM,
-            "Google Ads",
-            "google",
-            google.GoogleConfig.from_config,
-            google.GoogleConnector,
+            google.PLATFORM, "Google Ads", "google", google.GoogleConfig, google.GoogleConnector
         ),
     )
 }

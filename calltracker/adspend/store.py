@@ -413,11 +413,7 @@ async def remap(
     return changed
 
 
-def _label(value: object, name: str, *, required: bool, lower: bool) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise Invalid(f"{name} must be text", code="invalid_field")
+def _label(value: str, name: str, *, required: bool, lower: bool) -> str:
     text = value.strip().lower() if lower else value.strip()
     if required and not text:
         raise Invalid(f"{name} is required", code="invalid_field")
@@ -431,10 +427,10 @@ async def set_mapping(
     *,
     site_id: int,
     platform: str,
-    campaign_id: object,
-    source: object,
-    medium: object,
-    campaign: object,
+    campaign_id: str,
+    source: str,
+    medium: str,
+    campaign: str,
     now: datetime,
 ) -> tuple[CampaignMapping, int]:
     """Map a platform campaign to labels (replacing an earlier mapping); (it, rows re-mapped)."""

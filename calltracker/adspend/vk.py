@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import aiohttp
+from msgspec import Meta
+from msgspec.structs import force_setattr, replace
 
 from calltracker.adspend.base import (
     CampaignInfo,
+    CurrencyCode,
     Pull,
     StatRow,
     TokenSaver,
@@ -30,7 +32,7 @@ from calltracker.adspend.base import (
     decimal_to_minor,
 )
 from calltracker.clock import utcnow
-from calltracker.integrations.base import ConfigReader, HttpReply, RateLimiter, send
+from calltracker.integrations.base import ConfigShape, HttpReply, RateLimiter, Url, send
 from calltracker.integrations.errors import (
     AuthError,
     IntegrationError,
@@ -49,42 +51,27 @@ REFRESH_MARGIN = timedelta(minutes=5)
 RPS_RETRIES = 3
 
 
-@dataclass(frozen=True)
-class VkConfig:
-    client_id: str
+class VkConfig(ConfigShape, frozen=True):
+    """One VK Ads cabinet, reached with an OAuth app's refresh token."""
+
+    client_id: Annotated[str, Meta(max_length=200)]
     client_secret: Secret
     refresh_token: Secret
-    access_token: Secret = Secret("")
-    access_expires_at: str = ""  # ISO 8601, UTC; "" = unknown, refresh first
-    currency: str = "RUB"
-    api_url: str = "https://ads.vk.com"
-    rate_limit: float = 2.0
-    timeout: float = 60.0
+    access_token: Secret | None = None  # kept up to date by the connector
+    access_expires_at: Annotated[str, Meta(max_length=40)] = ""  # ISO 8601; "": refresh first
+    currency: CurrencyCode = "RUB"
+    api_url: Url = "https://ads.vk.com"
+    rate_limit: Annotated[float, Meta(gt=0, le=10.0)] = 2.0
+    timeout: ClassVar[float] = 60.0
 
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> VkConfig:
-        r = ConfigReader(PLATFORM, raw)
-        expires = r.text("access_expires_at", "", max_len=40)
-        if expires:
+    def __post_init__(self) -> None:
+        if self.access_expires_at:
             try:
-                datetime.fromisoformat(expires)
+                datetime.fromisoformat(self.access_expires_at)
             except ValueError:
-                raise r.fail("access_expires_at", "must be an ISO 8601 time") from None
-        currency = r.text("currency", cls.currency, max_len=3).upper()
-        if len(currency) != 3 or not currency.isalpha():
-            raise r.fail("currency", "must be a three-letter code such as RUB")
-        config = cls(
-            client_id=r.text("client_id", max_len=200),
-            client_secret=r.secret("client_secret"),
-            refresh_token=r.secret("refresh_token"),
-            access_token=r.secret("access_token", required=False),
-            access_expires_at=expires,
-            currency=currency,
-            api_url=r.url("api_url", cls.api_url).rstrip("/"),
-            rate_limit=r.number("rate_limit", cls.rate_limit, hi=10.0),
-        )
-        r.done()
-        return config
+                raise ValueError("access_expires_at: must be an ISO 8601 time") from None
+        force_setattr(self, "currency", self.currency.upper())
+        force_setattr(self, "api_url", self.api_url.rstrip("/"))
 
 
 def _code(reply: HttpReply) -> tuple[str, str]:
@@ -199,6 +186,10 @@ class VkConnector:
         expires = datetime.fromisoformat(self.config.access_expires_at)
         return expires - REFRESH_MARGIN <= self._clock()
 
+    def _access_token(self) -> str:
+        token = self.config.access_token
+        return token.reveal() if token is not None else ""
+
     async def _refresh(self) -> None:
         reply = await send(
             self._session,
@@ -254,7 +245,7 @@ class VkConnector:
                 limiter=self._limiter,
                 timeout=self.config.timeout,
                 params=dict(params),
-                headers={"Authorization": f"Bearer {self.config.access_token.reveal()}"},
+                headers={"Authorization": f"Bearer {self._access_token()}"},
             )
             if reply.status == 200:
                 try:

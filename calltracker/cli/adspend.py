@@ -62,8 +62,13 @@ def add_parser(sub: Any) -> None:
         help="the connector's config (docs/adspend.md) as a JSON object; - reads it from "
         "stdin (keeps tokens out of the shell history)",
     )
-    p.add_argument("--interval-minutes", type=int, default=180)
-    p.add_argument("--lookback-days", type=int, default=7, help="days re-pulled every round")
+    p.add_argument("--interval-minutes", type=int, default=accounts.DEFAULT_INTERVAL_MINUTES)
+    p.add_argument(
+        "--lookback-days",
+        type=int,
+        default=accounts.DEFAULT_LOOKBACK_DAYS,
+        help="days re-pulled every round",
+    )
     p.add_argument("--disabled", action="store_true", help="add it switched off")
     p.set_defaults(func=run(cmd_add))
 
@@ -130,7 +135,7 @@ async def cmd_add(session: AsyncSession, args: argparse.Namespace) -> list[str]:
         f"ad account {account.id} {PLATFORMS[account.platform].title} {account.name!r} for site "
         f"{site.key}: every {account.interval_minutes} min, re-pulling {account.lookback_days} "
         f"day(s), {'enabled' if account.enabled else 'disabled'}",
-        f"  secrets set: {', '.join(view['secrets_set']) or 'none'}",
+        f"  secrets set: {', '.join(view.secrets_set) or 'none'}",
         "  a running server pulls it within a minute; `calltracker adspend backfill` for history",
     ]
 
@@ -173,19 +178,21 @@ async def cmd_status(session: AsyncSession, args: argparse.Namespace) -> list[st
     lines: list[str] = []
     for a in rows:
         view = accounts.public_view(a)
-        status = view["status"]
+        status = view.status
+        through = status.pulled_through.isoformat() if status.pulled_through else "-"
+        success = status.last_success_at.isoformat() if status.last_success_at else "-"
         lines.append(
             f"ad account {a.id} {a.platform} {a.name!r} (site {a.site_id}, {_status_word(a)})"
         )
         lines.append(
-            f"  pulled through {status['pulled_through'] or '-'}, last success "
-            f"{status['last_success_at'] or '-'}, next round {status['next_sync_at']}"
+            f"  pulled through {through}, last success {success}, "
+            f"next round {status.next_sync_at.isoformat()}"
         )
-        lines.append(f"  secrets set: {', '.join(view['secrets_set']) or 'none'}")
+        lines.append(f"  secrets set: {', '.join(view.secrets_set) or 'none'}")
         if a.last_error:
             lines.append(f"  last error ({a.error_kind}, {a.failures} round(s)): {a.last_error}")
-        if status["alert"]:
-            lines.append(f"  ! {status['alert']}")
+        if status.alert:
+            lines.append(f"  ! {status.alert}")
     return lines
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from calltracker.adspend.direct import DirectConfig, DirectConnector
+from calltracker.adspend import direct, registry
+from calltracker.adspend.direct import DirectConnector
 from calltracker.integrations.errors import AuthError, TemporaryError
 
 from .fakes.direct import Campaign, FakeDirect
@@ -23,7 +24,7 @@ BRAND = Campaign(
 
 def connector(fake: FakeDirect, http: aiohttp.ClientSession, **config: Any) -> DirectConnector:
     raw = {"token": fake.token, "api_url": fake.api_url, "rate_limit": 2.0, **config}
-    return DirectConnector(DirectConfig.from_config(raw), http)
+    return DirectConnector(registry.parse_config(direct.PLATFORM, raw), http)
 
 
 def seed(fake: FakeDirect) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from calltracker.adspend.google import GoogleConfig, GoogleConnector
+from calltracker.adspend import google, registry
+from calltracker.adspend.google import GoogleConnector
 from calltracker.integrations.errors import AuthError, TemporaryError
 
 from .fakes.google import AdGroup, Campaign, FakeGoogleAds, Keyword, Stat
@@ -28,7 +29,7 @@ def connector(fake: FakeGoogleAds, http: aiohttp.ClientSession, **extra: Any) ->
         "rate_limit": 10.0,
         **extra,
     }
-    return GoogleConnector(GoogleConfig.from_config(raw), http)
+    return GoogleConnector(registry.parse_config(google.PLATFORM, raw), http)
 
 
 def seed(fake: FakeGoogleAds) -> None:
@@ -125,8 +126,8 @@ async def test_the_daily_quota_is_a_temporary_error_with_googles_retry_delay(
 
 def test_a_customer_id_is_ten_digits() -> None:
     base = {"developer_token": "d", "client_id": "c", "client_secret": "s", "refresh_token": "r"}
-    assert GoogleConfig.from_config({**base, "customer_id": "123-456-7890"}).customer_id == (
-        "1234567890"
-    )
+    assert registry.parse_config(
+        google.PLATFORM, {**base, "customer_id": "123-456-7890"}
+    ).customer_id == ("1234567890")
     with pytest.raises(ValueError, match="ten-digit"):
-        GoogleConfig.from_config({**base, "customer_id": "12345"})
+        registry.parse_config(google.PLATFORM, {**base, "customer_id": "12345"})

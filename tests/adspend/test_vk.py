@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from calltracker.adspend import registry, vk
 from calltracker.adspend.vk import VkConfig, VkConnector
 from calltracker.integrations.errors import AuthError
 
@@ -27,7 +28,7 @@ def config(fake: FakeVk, **extra: Any) -> VkConfig:
         "rate_limit": 4.0,
         **extra,
     }
-    return VkConfig.from_config(raw)
+    return registry.parse_config(vk.PLATFORM, raw)
 
 
 class Saved:
