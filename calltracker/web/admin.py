@@ -440,8 +440,10 @@ async def create_ad_account(request: web.Request) -> web.Response:
                 platform=values["platform"],
                 name=values["name"],
                 config=config,
-                interval_minutes=pages.form_int(form, "interval_minutes", 180) or 180,
-                lookback_days=pages.form_int(form, "lookback_days", 7) or 7,
+                interval_minutes=pages.form_int(form, "interval_minutes")
+                or ad_accounts.DEFAULT_INTERVAL_MINUTES,
+                lookback_days=pages.form_int(form, "lookback_days")
+                or ad_accounts.DEFAULT_LOOKBACK_DAYS,
             )
     except CalltrackerError as err:
         # The form comes back without the config: it holds tokens.

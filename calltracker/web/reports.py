@@ -58,13 +58,18 @@ def parse_day(raw: str, name: str) -> date:
         ) from None
 
 
+def day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
+    """The days asked for; up to today and the 30 days before ``last`` unless given."""
+    last = last or today
+    return first or last - timedelta(days=DEFAULT_DAYS - 1), last
+
+
 def report_params(query: Mapping[str, str], today: date) -> ReportParams:
     """The report's range, level and filters from a query string; defaults to the last 30 days."""
-    last = parse_day(query["to"], "to") if query.get("to") else today
-    first = (
-        parse_day(query["from"], "from")
-        if query.get("from")
-        else last - timedelta(days=DEFAULT_DAYS - 1)
+    first, last = day_range(
+        parse_day(query["from"], "from") if query.get("from") else None,
+        parse_day(query["to"], "to") if query.get("to") else None,
+        today,
     )
     # A filter given empty (source=) selects the empty label, e.g. unattributed calls.
     filters = {level: query[level] for level in LEVELS if level in query}
