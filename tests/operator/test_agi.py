@@ -124,8 +124,22 @@ async def test_a_call_to_a_number_a_yandex_visitor_holds_is_tagged(client: Clien
     await seed_site(client.app)
     await make_visit(client)
     run = await run_agi(agi_port(client))
-    # No CALLTRACKER_CALL_ID: the AMI listener has not stored this call (there is none here).
-    assert run.commands == [GET_LINKEDID, *YANDEX_COMMANDS], client.app[agi_key].counts
+    # The AMI listener has not stored this call (there is none here): FastAGI makes its row,
+    # which the listener's facts then find by the Linkedid.
+    call = await stored(client, LINKEDID)
+    assert (call.status, call.source, call.caller) == ("ringing", "yandex", "+79161234567")
+    assert run.commands == [
+        GET_LINKEDID,
+        f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"',
+        *YANDEX_COMMANDS,
+    ], client.app[agi_key].counts
+
+
+async def stored(client: Client, linkedid: str) -> Call:
+    async with client.app[sessionmaker_key]() as session:
+        call = await session.scalar(select(Call).where(Call.linkedid == linkedid))
+    assert call is not None
+    return call
 
 
 @embedded_only
@@ -147,7 +161,9 @@ async def test_a_call_already_stored_gets_its_id_and_its_stored_labels(client: C
 async def test_a_tracked_number_nobody_holds_sets_nothing(client: Client) -> None:
     await seed_site(client.app)  # no visit: the pooled DID is free
     run = await run_agi(agi_port(client))
-    assert run.commands == [GET_LINKEDID]
+    call = await stored(client, LINKEDID)  # still a call to a tracked number, unattributed
+    assert (call.attribution, call.source) == ("none", "")
+    assert run.commands == [GET_LINKEDID, f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"']
 
 
 @embedded_only
@@ -180,7 +196,8 @@ async def test_a_caller_who_hangs_up_during_the_agi_gets_no_more_commands(
     await seed_site(client.app)
     await make_visit(client)
     run = await run_agi(agi_port(client), hang_up=True)
-    assert run.commands == [GET_LINKEDID, YANDEX_COMMANDS[0]]
+    call = await stored(client, LINKEDID)
+    assert run.commands == [GET_LINKEDID, f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"']
     assert client.app[agi_key].counts.get("hangup") == 1
 
 
