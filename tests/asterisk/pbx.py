@@ -32,8 +32,22 @@ TARBALL = "asterisk-22*-pjsip-*.tar.xz"
 TRUNK_ADDRESS = "127.0.0.2"
 PBX_ADDRESS = "127.0.0.1"
 AMI_USERNAME = "calltracker"
-# What the PBX's clock shows: CDR times are local, and import-cdr must be told the zone.
-PBX_TIMEZONE = "Europe/Moscow"
+
+
+def host_timezone() -> str:
+    """The zone Asterisk writes CDR times in (the host's), as import-cdr must be told it."""
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        target = str(localtime.resolve())
+        if "/zoneinfo/" in target:
+            return target.split("/zoneinfo/", 1)[1]
+    named = Path("/etc/timezone")
+    if named.is_file() and named.read_text().strip():
+        return named.read_text().strip()
+    return "UTC"
+
+
+PBX_TIMEZONE = host_timezone()
 HOW_TO_GET = (
     f"set {ENV} to the folder holding {TARBALL} (or to an unpacked tree, or an `asterisk` "
     "binary), keep the project's shared/asterisk beside the checkout, or put `asterisk` on "
@@ -294,7 +308,7 @@ class Pbx:
         return self.state / "log" / "messages.log"
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "TZ": PBX_TIMEZONE}
+        return dict(os.environ)
 
     def start(self) -> None:
         render_conf(self.conf, self.ports, self.state, self.ami_secret)
