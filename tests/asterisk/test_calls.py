@@ -191,6 +191,7 @@ async def test_two_calls_at_once_each_keep_their_own_visit_and_operator(
     await op102.until_state(caller2, "ended")
     assert op101.last(caller1)["campaign"] == "first"
     assert op102.last(caller2)["campaign"] == "second"
-    assert op101.last(caller2)["answered_by"] == "102"  # rang 101 too, taken by 102
+    # 102's call may have rung 101 too (ring-all, before 101 was busy): never as 101's.
+    assert all(c["answered_by"] != "101" for c in op101.cards if c["caller"].endswith(caller2))
     assert any(f'"{TAG}Anna"' in f for f in lab.phones.phones["101"].invites())
     assert any(f'"{TAG}Boris"' in f for f in lab.phones.phones["102"].invites())
