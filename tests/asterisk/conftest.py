@@ -114,10 +114,14 @@ def wait_registered(pbx: Pbx, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         out = pbx.cli("pjsip show contacts")
-        if all(f"{ext}/sip:{ext}@" in out and "Avail" in out for ext in EXTENSIONS):
-            lines = [line for line in out.splitlines() if "/sip:10" in line]
-            if len(lines) == len(EXTENSIONS) and all("Avail" in line for line in lines):
-                return
+        # "Contact:  101/sip:101@127.0.0.1:40001  a1b2c3d4e5 Avail  0.3": registered, and
+        # answering the PBX's qualify (an unreachable contact is not dialled).
+        phones = {
+            ext: [line for line in out.splitlines() if f" {ext}/sip:{ext}@" in line]
+            for ext in EXTENSIONS
+        }
+        if all(len(lines) == 1 and " Avail " in lines[0] for lines in phones.values()):
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"the phones did not register:\n{out}\n{pbx.log_tail()}")
         time.sleep(0.2)

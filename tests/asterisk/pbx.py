@@ -1,7 +1,7 @@
 """A real Asterisk for the suite: found, unpacked, run on the project's asterisk_conf/.
 
 The configuration is asterisk_conf/ as shipped; only ports and addresses change, by the
-rules in SUBSTITUTIONS (each must match what it expects, so a file that drifts from them
+rules of substitutions() (each must match what it expects, so a file that drifts from them
 fails loudly here instead of being tested half-changed), plus rtp.conf for the RTP range.
 """
 
