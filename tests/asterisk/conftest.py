@@ -64,6 +64,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(RUN_HINT)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed call's report also shows what the provider got and what the PBX logged."""
+    report = yield
+    lab = getattr(item, "funcargs", {}).get("lab")
+    if report.failed and call.when == "call" and isinstance(lab, Lab):
+        for trunk in lab.trunk_calls:
+            report.sections.append(
+                (f"provider's side of {trunk.plan.did}", f"responses: {trunk.responses()}")
+            )
+        report.sections.append(("PBX messages.log", lab.pbx.log_tail(15)))
+    return report
+
+
 # -- the PBX and the phones, once per session --------------------------------------------------
 
 
