@@ -260,13 +260,14 @@ async def agi_ctx(app: web.Application) -> AsyncIterator[None]:
     matcher = Matcher(
         app[catalog_key], app[pools_key], app[sessionmaker_key], settings.grace_seconds
     )
-    # The recorder, so that FastAGI can make the call's row when it is first to see the call.
+    # The recorder, so that FastAGI can make the call's row when it is first to see the call;
+    # only with AMI on, since only the listener ever ends a call it starts.
     recorder = app.get(recorder_key)
     lookup = CallerLookup(
         app[sessionmaker_key],
         app[catalog_key],
         matcher,
-        start_call=recorder.store if recorder is not None else None,
+        start_call=recorder.store if recorder is not None and settings.ami.enabled else None,
     )
     server = AgiServer(lookup, settings.agi_host, settings.agi_port)
     try:

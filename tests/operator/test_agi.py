@@ -18,7 +18,7 @@ from sqlalchemy.util import await_
 from calltracker.app import create_app
 from calltracker.db.models import Call
 from calltracker.keys import agi_key, engine_key, sessionmaker_key
-from calltracker.settings import Settings
+from calltracker.settings import AmiSettings, Secret, Settings
 from calltracker.telephony import agi
 from calltracker.telephony.agi import AgiRequest, CallerTag, agi_text, commands_for
 from tests.admin.conftest import embedded_only
@@ -26,6 +26,18 @@ from tests.conftest import with_settings
 from tests.operator.conftest import CALLER, DIALLED, Client, FakeCall, make_visit, seed_site
 
 LINKEDID = "1795342603.59"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """FastAGI as deployed: next to an AMI listener (here one that finds no PBX to reach)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    return with_settings(
+        settings,
+        ami=AmiSettings(host="127.0.0.1", port=closed, secret=Secret("x"), reconnect_max_seconds=5),
+    )
 
 
 def asterisk_headers(**changes: str) -> dict[str, str]:
@@ -387,3 +399,17 @@ async def test_replies_with_a_usage_text_and_a_value_in_parentheses_are_read() -
     first, _ = await agi.command(reader, writer, "SET VARIABLE")
     second, _ = await agi.command(reader, writer, "GET VARIABLE X")
     assert (first.code, second.code, second.value) == (520, 200, "a (b) c")
+
+
+@embedded_only
+async def test_without_ami_fastagi_makes_no_call_row(
+    settings: Settings, aiohttp_client: Any
+) -> None:
+    """Only the listener ends calls: a row FastAGI made without one would ring forever."""
+    client = await aiohttp_client(create_app(with_settings(settings, ami=AmiSettings())))
+    await seed_site(client.app)
+    await make_visit(client)
+    run = await run_agi(agi_port(client))
+    assert run.commands == [GET_LINKEDID, *YANDEX_COMMANDS]
+    async with client.app[sessionmaker_key]() as session:
+        assert await session.scalar(select(Call)) is None
