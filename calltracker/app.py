@@ -25,17 +25,20 @@ from redis.asyncio import Redis
 
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
+from calltracker.adspend.service import SyncRunner, SyncSettings
 from calltracker.catalog.cache import CatalogCache
 from calltracker.catalog.service import CatalogService
 from calltracker.clock import utcnow
 from calltracker.db.engine import create_engine, create_sessionmaker, is_sqlite
 from calltracker.db.lease_journal import SqlLeaseJournal
 from calltracker.db.models import Call
-from calltracker.deals.sync import DealSync, SyncSettings
+from calltracker.deals.sync import DealSync, DealSyncSettings
 from calltracker.integrations.outbox.enqueue import enqueue_for_call
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.keys import (
+    adspend_key,
+    adspend_settings_key,
     agi_key,
     ami_key,
     card_maker_key,
@@ -193,7 +196,7 @@ async def deals_ctx(app: web.Application) -> AsyncIterator[None]:
     sync = DealSync(
         app[sessionmaker_key],
         workers.adapters,
-        app.get(deal_sync_settings_key) or SyncSettings(),
+        app.get(deal_sync_settings_key) or DealSyncSettings(),
         on_won=workers.wake,  # a won deal queued its reports to the ad platforms
     )
     app[deal_sync_key] = sync
@@ -204,6 +207,21 @@ async def deals_ctx(app: web.Application) -> AsyncIterator[None]:
     # Nothing to read at start-up that cannot wait one interval: the app comes up first.
     interval = sync.settings.interval
     async with running_every(interval, look, "deal-sync", first_after=interval):
+        yield
+
+
+async def adspend_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Pull ad spend from the platforms (adspend/): every tick, the due accounts this process
+    can claim; with several workers each account is pulled by one of them at a time (its
+    lease in the database), so ticks in every worker are safe."""
+    settings = app.get(adspend_settings_key) or SyncSettings()
+    runner = SyncRunner(app[sessionmaker_key], app[http_key], settings)
+    app[adspend_key] = runner
+
+    async def tick() -> None:
+        await runner.run_due()
+
+    async with running_every(settings.tick_seconds, tick, "adspend-sync"):
         yield
 
 
@@ -268,7 +286,15 @@ async def agi_ctx(app: web.Application) -> AsyncIterator[None]:
     matcher = Matcher(
         app[catalog_key], app[pools_key], app[sessionmaker_key], settings.grace_seconds
     )
-    lookup = CallerLookup(app[sessionmaker_key], app[catalog_key], matcher)
+    # The recorder, so that FastAGI can make the call's row when it is first to see the call;
+    # only with AMI on, since only the listener ever ends a call it starts.
+    recorder = app.get(recorder_key)
+    lookup = CallerLookup(
+        app[sessionmaker_key],
+        app[catalog_key],
+        matcher,
+        start_call=recorder.store if recorder is not None and settings.ami.enabled else None,
+    )
     server = AgiServer(lookup, settings.agi_host, settings.agi_port)
     try:
         await server.start()
@@ -390,10 +416,11 @@ def create_app(settings: Settings) -> web.Application:
             redis_ctx,
             pool_ctx,
             visits_ctx,
-            # Outgoing HTTP, then the outbox loops that use it.
+            # Outgoing HTTP, then the outbox loops and the ad spend sync that use it.
             http_ctx,
             outbox_ctx,
             deals_ctx,  # deals back from the CRMs, through the outbox's adapters
+            adspend_ctx,
             # Calls: the AMI listener starts after what it feeds and stops before it.
             telephony_ctx,
             # FastAGI caller-ID tags, and the operators' live cards fed by the recorder.

@@ -11,10 +11,11 @@ from calltracker.accounts.roles import Principal
 from calltracker.accounts.sessions import SessionInfo
 from calltracker.accounts.throttle import LoginThrottle
 from calltracker.accounts.tokens import TokenVerifier
+from calltracker.adspend.service import SyncRunner, SyncSettings
 from calltracker.catalog.cache import CatalogCache
 from calltracker.catalog.service import CatalogService
 from calltracker.db.engine import SessionMaker
-from calltracker.deals.sync import DealSync, SyncSettings
+from calltracker.deals.sync import DealSync, DealSyncSettings
 from calltracker.integrations.outbox.settings import OutboxSettings
 from calltracker.integrations.outbox.worker import OutboxWorkers
 from calltracker.metrics import Metrics
@@ -48,8 +49,12 @@ http_key = web.AppKey("http_key", aiohttp.ClientSession)
 outbox_settings_key = web.AppKey("outbox_settings_key", OutboxSettings)
 outbox_key = web.AppKey("outbox_key", OutboxWorkers)
 # Deals back from the CRMs (deals/sync.py): the webhooks' fetches and the polling backstop.
-deal_sync_settings_key = web.AppKey("deal_sync_settings_key", SyncSettings)
+deal_sync_settings_key = web.AppKey("deal_sync_settings_key", DealSyncSettings)
 deal_sync_key = web.AppKey("deal_sync_key", DealSync)
+# Ad spend pulled from the ad platforms (adspend/): the rounds this process runs, and their
+# settings (tests set a short tick).
+adspend_settings_key = web.AppKey("adspend_settings_key", SyncSettings)
+adspend_key = web.AppKey("adspend_key", SyncRunner)
 # Calls: the recorder stores call facts; the listener exists only when AMI is configured.
 recorder_key = web.AppKey("recorder_key", CallRecorder)
 # The AMI listener of this process's term as leader (telephony/leader.py), if AMI is configured.

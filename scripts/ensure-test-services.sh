@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Make sure what the test suite talks to is running: Redis, PostgreSQL (database `test`),
-# headless Chromium with chromedriver, ffmpeg, and a docker compose client (only its
-# `config`: no engine). Installs missing pieces with apt when run as root; otherwise says
-# exactly what is missing and how to get it.
+# headless Chromium with chromedriver, ffmpeg, a docker compose client (only its
+# `config`: no engine), and for tests/asterisk SIPp and the runtime packages of the
+# Asterisk build in shared/asterisk. Installs missing pieces with apt when run as root;
+# otherwise says exactly what is missing and how to get it.
+#
+# Without an Asterisk the real-Asterisk suite is skipped (and says so at the end of the
+# run); with CI=true it must run, so anything it lacks fails here already.
 set -uo pipefail
 
 PG_HOST=127.0.0.1
@@ -111,11 +115,69 @@ ensure_compose() {
     fi
 }
 
+ci() { case "${CI:-}" in 1|true|TRUE|yes) return 0 ;; *) return 1 ;; esac; }
+
+# What tests/asterisk cannot have: a failure under CI, a notice otherwise.
+asterisk_missing() {
+    if ci; then failed+=("$1")
+    else say "$1 (tests/asterisk will be skipped)"; fi
+}
+
+ensure_sipp() {
+    command -v sipp >/dev/null || apt_install sip-tester || true
+    if command -v sipp >/dev/null; then say "sipp: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1)"
+    else asterisk_missing "sipp: missing; install it (apt-get install sip-tester)"; fi
+}
+
+# The Asterisk tests/asterisk/pbx.py will find: $CALLTRACKER_TEST_ASTERISK, else
+# shared/asterisk beside the checkout (or above it), else `asterisk` on PATH. The pytest
+# fixture unpacks the tarball into .cache/asterisk/; this installs what it needs to run.
+ensure_asterisk() {
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    source="${CALLTRACKER_TEST_ASTERISK:-}"
+    if [ -z "$source" ]; then
+        dir=$root
+        while [ "$dir" != / ]; do
+            dir=$(dirname "$dir")
+            if [ -d "$dir/shared/asterisk" ]; then source=$dir/shared/asterisk; break; fi
+        done
+    fi
+    if [ -z "$source" ]; then
+        if command -v asterisk >/dev/null; then say "asterisk: $(command -v asterisk)"; return; fi
+        asterisk_missing "asterisk: none found; set CALLTRACKER_TEST_ASTERISK to an Asterisk 22 build (see tests/asterisk/pbx.py)"
+        return
+    fi
+    if [ ! -e "$source" ]; then
+        asterisk_missing "asterisk: CALLTRACKER_TEST_ASTERISK=$source does not exist"
+        return
+    fi
+    [ -f "$source" ] && source=$(dirname "$source")
+    packages="$source/DEBIAN-RUNTIME-PACKAGES"
+    if [ -f "$packages" ]; then
+        missing=()
+        for pkg in $(grep -v '^#' "$packages"); do
+            dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+        done
+        if [ "${#missing[@]}" -gt 0 ]; then
+            apt_install "${missing[@]}" || true
+            still=()
+            for pkg in "${missing[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || still+=("$pkg"); done
+            if [ "${#still[@]}" -gt 0 ]; then
+                asterisk_missing "asterisk: runtime packages missing: ${still[*]} (apt-get install ${still[*]})"
+                return
+            fi
+        fi
+    fi
+    say "asterisk: $source"
+}
+
 ensure_redis
 ensure_postgres
 ensure_chromium
 ensure_ffmpeg
 ensure_compose
+ensure_sipp
+ensure_asterisk
 
 if [ "${#failed[@]}" -gt 0 ]; then
     say "could not provide everything the tests need:"

@@ -16,6 +16,7 @@ DOMAIN = (
     "calltracker.tracking",
     "calltracker.telephony",
     "calltracker.integrations",
+    "calltracker.adspend",
     "calltracker.deals",
     "calltracker.reports",
     "calltracker.catalog",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from calltracker import logs
-from calltracker.cli import accounts, calls, catalog, demo, integrations, serve
+from calltracker.cli import accounts, adspend, calls, catalog, demo, integrations, serve
 from calltracker.errors import CalltrackerError
 from calltracker.settings import Settings, SettingsError
 
@@ -19,7 +19,7 @@ def setup_logging(level: str, fmt: str = "kv") -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="calltracker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (serve, demo, catalog, accounts, integrations, calls):
+    for group in (serve, demo, catalog, accounts, integrations, adspend, calls):
         group.add_parser(sub)
     return parser
 

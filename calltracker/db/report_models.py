@@ -15,13 +15,19 @@ from calltracker.db.models import Call, Visit
 
 
 class AdSpend(Base):
-    """Money spent on one day for one label; amounts in minor units (kopecks, cents)."""
+    """Money spent on one day for one label; amounts in minor units (kopecks, cents).
+
+    `origin` says who wrote the row: 0 for the CSV/JSON import, else the ad account
+    (adspend/) whose pulls it sums. Each origin replaces only its own rows, so an import and
+    an ad account never overwrite each other's figures.
+    """
 
     __tablename__ = "ad_spend"
     __table_args__ = (
-        # The import's replacement key: one row per site, day and label.
+        # The replacement key: one row per site, origin, day and label.
         UniqueConstraint(
             "site_id",
+            "origin",
             "spend_date",
             "source",
             "medium",
@@ -39,8 +45,32 @@ class AdSpend(Base):
     campaign: Mapped[str] = mapped_column(String(256), default="")
     keyword: Mapped[str] = mapped_column(String(256), default="")
     amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(3))  # the amount's own; the report converts
+    impressions: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    origin: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The ad account of a pulled row (origin == account_id); its rows go when it is deleted.
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ad_account.id", ondelete="CASCADE"), default=None
+    )
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CurrencyRate(Base):
+    """One unit of `currency` is worth `rate_e8` / 10^8 units of `base` on `day`."""
+
+    __tablename__ = "currency_rate"
+    __table_args__ = (UniqueConstraint("base", "currency", "day", name="uq_currency_rate_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    base: Mapped[str] = mapped_column(String(3))
+    # An integer with eight implied decimals: exact on both databases, as a central bank
+    # publishes it (four to six decimals).
+    rate_e8: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(64), default="")  # e.g. "cbr", "manual"
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ReportCurrency(Base):
@@ -127,4 +157,10 @@ class VisitDayDone(Base):
     rolled_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["AdSpend", "ReportCurrency", "VisitDay", "VisitDayDone"]
+__all__ = [
+    "AdSpend",
+    "CurrencyRate",
+    "ReportCurrency",
+    "VisitDay",
+    "VisitDayDone",
+]

@@ -37,7 +37,7 @@ ENTITIES = ("deal", "lead")  # what a webhook may name: a deal, or a lead that b
 
 
 @dataclass(frozen=True)
-class SyncSettings:
+class DealSyncSettings:
     """How often the service looks, and how hard it tries."""
 
     interval: float = 3.0  # seconds between looks for named records and due polls
@@ -99,13 +99,13 @@ class DealSync:
         self,
         sessionmaker: SessionMaker,
         adapters: AdapterCache,
-        settings: SyncSettings | None = None,
+        settings: DealSyncSettings | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         on_won: Callable[[], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings or SyncSettings()
+        self.settings = settings or DealSyncSettings()
         self._sessionmaker = sessionmaker
         self._adapters = adapters
         self._clock = clock

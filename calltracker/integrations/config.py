@@ -97,7 +97,13 @@ def _without(raw: Mapping[str, Any], hidden: set[str], prefix: str = "") -> dict
 def masked_config(kind: str, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(the config without its secrets, the secret fields that are set)."""
     known = registry.KINDS.get(kind)
-    model = inspect.type_info(known.config) if known is not None else None
+    return mask(raw, known.config if known is not None else None)
+
+
+def mask(raw: Mapping[str, Any], shape: type | None) -> tuple[dict[str, Any], list[str]]:
+    """(``raw`` without the fields ``shape`` types as Secret or does not know, those set)."""
+    # Ad accounts (adspend/accounts.py) mask their configs the same way.
+    model = inspect.type_info(shape) if shape is not None else None
     secrets = {
         path
         for path, secret in _paths(raw, model if isinstance(model, inspect.StructType) else None)

@@ -38,6 +38,8 @@ class Counts:
     missed_calls: int = 0
     spend: int = 0
     revenue: int = 0
+    impressions: int = 0
+    clicks: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -46,6 +48,16 @@ class Counts:
     def conversion(self) -> Decimal | None:
         """Visit-to-call conversion, a fraction."""
         return ratio(self.calls, self.visits)
+
+    @property
+    def ctr(self) -> Decimal | None:
+        """Clicks per impression, a fraction."""
+        return ratio(self.clicks, self.impressions)
+
+    @property
+    def cpc(self) -> Decimal | None:
+        """Spend per click, in major units."""
+        return ratio(self.spend, self.clicks * MINOR_PER_MAJOR)
 
     @property
     def cost_per_call(self) -> Decimal | None:
@@ -82,6 +94,38 @@ class Day:
 
 
 @dataclass(frozen=True)
+class RateUse:
+    """A rate the report converted spend with: 1 currency = rate site currency."""
+
+    currency: str
+    rate: Decimal
+    rate_day: date  # the day the rate is of
+    first_day: date  # the spend days it converted
+    last_day: date
+    source: str
+
+
+@dataclass(frozen=True)
+class MissingRate:
+    """Spend left out of the money figures: no rate for its currency and day."""
+
+    currency: str
+    day: date
+    amount: int  # minor units of `currency`
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """Pulled spend of the range that maps to no labels (adspend/), per currency."""
+
+    currency: str
+    amount: int  # minor units
+    impressions: int
+    clicks: int
+    campaigns: int
+
+
+@dataclass(frozen=True)
 class Report:
     site_key: str
     timezone: str
@@ -93,6 +137,9 @@ class Report:
     rows: Sequence[Row]
     days: Sequence[Day]
     totals: Counts = field(default_factory=Counts)
+    rates: Sequence[RateUse] = ()
+    missing_rates: Sequence[MissingRate] = ()
+    unmapped: Sequence[Unmapped] = ()
 
     @property
     def label_levels(self) -> tuple[str, ...]:
@@ -149,6 +196,9 @@ def label_cell(value: str) -> str:
 
 
 METRIC_TITLES = (
+    "Impressions",
+    "Clicks",
+    "CTR",
     "Visits",
     "Calls",
     "Unique calls",
@@ -156,6 +206,7 @@ METRIC_TITLES = (
     "Missed calls",
     "Visit→call",
     "Spend",
+    "CPC",
     "Cost per call",
     "CPL",
     "Revenue",
@@ -165,6 +216,9 @@ METRIC_TITLES = (
 
 def metric_cells(c: Counts) -> list[str]:
     return [
+        str(c.impressions),
+        str(c.clicks),
+        percent_cell(c.ctr),
         str(c.visits),
         str(c.calls),
         str(c.unique_calls),
@@ -172,6 +226,7 @@ def metric_cells(c: Counts) -> list[str]:
         str(c.missed_calls),
         percent_cell(c.conversion),
         money_cell(c.spend),
+        money_cell(c.cpc, minor=False),
         money_cell(c.cost_per_call, minor=False),
         money_cell(c.cost_per_target_call, minor=False),
         money_cell(c.revenue),
@@ -194,7 +249,7 @@ def table(report: Report) -> Table:
     levels = report.label_levels
     money_suffix = f", {report.currency}" if report.currency else ""
     titles = [
-        f"{t}{money_suffix}" if t in ("Spend", "Cost per call", "CPL", "Revenue") else t
+        f"{t}{money_suffix}" if t in ("Spend", "CPC", "Cost per call", "CPL", "Revenue") else t
         for t in METRIC_TITLES
     ]
     header = [LEVEL_TITLES[level] for level in levels] + titles
@@ -215,6 +270,9 @@ def _number(value: Decimal | None, places: str) -> float | None:
 class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     """A row's figures as the JSON API shows them: money in major units, null for a dash."""
 
+    impressions: int
+    clicks: int
+    ctr: float | None  # clicks per impression, a fraction
     visits: int
     calls: int
     unique_calls: int
@@ -222,6 +280,7 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     missed_calls: int
     conversion: float | None  # calls per visit, a fraction
     spend: float
+    cpc: float | None  # spend per click
     cost_per_call: float | None
     cost_per_target_call: float | None  # CPL
     revenue: float
@@ -243,6 +302,36 @@ class ReportDay(Metrics, frozen=True, kw_only=True):
     date: date
 
 
+class RateUsedJson(msgspec.Struct, frozen=True, kw_only=True):
+    """How spend in another currency was converted over a run of days."""
+
+    currency: str
+    base: str | None  # the site's currency, which the report is in
+    rate: float
+    rate_date: date
+    first_day: date = msgspec.field(name="from")
+    last_day: date = msgspec.field(name="to")
+    source: str
+
+
+class MissingRateJson(msgspec.Struct, frozen=True, kw_only=True):
+    """Spend left out of the report: no rate for its currency on or shortly before that day."""
+
+    currency: str
+    date: date
+    amount: float
+
+
+class UnmappedSpendJson(msgspec.Struct, frozen=True, kw_only=True):
+    """Pulled spend the report cannot put under a label (see /api/v1/spend/unmapped)."""
+
+    currency: str
+    amount: float
+    impressions: int
+    clicks: int
+    campaigns: int
+
+
 class ReportJson(msgspec.Struct, frozen=True, kw_only=True):
     """GET /api/v1/reports/calls: calls, spend, CPL and ROI per label, totals, and by day."""
 
@@ -256,10 +345,16 @@ class ReportJson(msgspec.Struct, frozen=True, kw_only=True):
     rows: list[ReportRow]
     totals: Metrics
     days: list[ReportDay]
+    rates: list[RateUsedJson]
+    missing_rates: list[MissingRateJson]
+    unmapped_spend: list[UnmappedSpendJson]
 
 
 def metrics(c: Counts) -> Metrics:
     return Metrics(
+        impressions=c.impressions,
+        clicks=c.clicks,
+        ctr=_number(c.ctr, "0.0001"),
         visits=c.visits,
         calls=c.calls,
         unique_calls=c.unique_calls,
@@ -267,6 +362,7 @@ def metrics(c: Counts) -> Metrics:
         missed_calls=c.missed_calls,
         conversion=_number(c.conversion, "0.0001"),
         spend=float(major(c.spend)),
+        cpc=_number(c.cpc, "0.01"),
         cost_per_call=_number(c.cost_per_call, "0.01"),
         cost_per_target_call=_number(c.cost_per_target_call, "0.01"),
         revenue=float(major(c.revenue)),
@@ -291,6 +387,32 @@ def report_json(report: Report) -> ReportJson:
             ],
             "totals": metrics(report.totals),
             "days": [{"date": d.day} | asdict(metrics(d.counts)) for d in report.days],
+            "rates": [
+                RateUsedJson(
+                    currency=r.currency,
+                    base=report.currency or None,
+                    rate=float(r.rate),
+                    rate_date=r.rate_day,
+                    first_day=r.first_day,
+                    last_day=r.last_day,
+                    source=r.source,
+                )
+                for r in report.rates
+            ],
+            "missing_rates": [
+                MissingRateJson(currency=m.currency, date=m.day, amount=float(major(m.amount)))
+                for m in report.missing_rates
+            ],
+            "unmapped_spend": [
+                UnmappedSpendJson(
+                    currency=u.currency,
+                    amount=float(major(u.amount)),
+                    impressions=u.impressions,
+                    clicks=u.clicks,
+                    campaigns=u.campaigns,
+                )
+                for u in report.unmapped
+            ],
         },
         ReportJson,
     )

@@ -1,4 +1,8 @@
-"""Money: amounts in minor units, currency codes, and the one currency each site reports in."""
+"""Money: amounts in minor units, currency codes, and the one currency each site reports in.
+
+Spend in another currency is kept as it is and converted by the report (reports/rates.py);
+deals must come in the site's currency (lock_currency).
+"""
 
 from __future__ import annotations
 
@@ -66,11 +70,20 @@ async def site_currency(session: AsyncSession, site_id: int) -> str | None:
     return result
 
 
+async def ensure_currency(session: AsyncSession, site_id: int, currency: str) -> str:
+    """The site's report currency, fixed to `currency` if it has none yet."""
+    current = await site_currency(session, site_id)
+    if current is None:
+        session.add(ReportCurrency(site_id=site_id, currency=currency))
+        await session.flush()
+        return currency
+    return current
+
+
 async def lock_currency(session: AsyncSession, site_id: int, currency: str) -> str:
     """Fix the site's currency on first use; later amounts in another currency are refused.
 
-    Converting would need exchange rates per day that we do not have, so a mismatch is an
-    error the importer fixes at the source.
+    Revenue is not converted: a mismatch is an error the CRM's importer fixes at the source.
     """
     current = await site_currency(session, site_id)
     if current is None:

@@ -23,12 +23,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
 from calltracker.clock import as_date, day_bounds, utc_bounds
+from calltracker.db.adspend_models import AdAccount, PlatformSpend
 from calltracker.db.base import UTCDateTime
 from calltracker.db.deal_models import Deal
 from calltracker.db.models import Call, Site, Visit
 from calltracker.db.report_models import AdSpend, VisitDay
 from calltracker.errors import Invalid
-from calltracker.reports import model, money, visit_rollup
+from calltracker.reports import model, money, rates, visit_rollup
 from calltracker.reports.model import LEVELS, Counts, Key
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class _Scope:
     days: list[tuple[date, datetime, datetime]]
     tz: str
     rolled: frozenset[date]  # days whose visits are in VisitDay
-    currency: str = ""  # the site's: revenue in it counts
+    currency: str = ""  # the site's: revenue in it counts; spend in others converts
 
     def labels(self, entity: Any) -> list[Any]:
         return [getattr(entity, name) for name in LEVELS[: LEVELS.index(self.params.level) + 1]]
@@ -216,19 +217,119 @@ async def _calls(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Co
     return await _by_label(session, query, len(keys), _call_counts)
 
 
-async def _spend(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
-    # Spend is kept per local date already: no time zone arithmetic.
-    keys: list[Any] = [AdSpend.spend_date] if by_day else s.labels(AdSpend)
-    query = select(*keys, func.sum(AdSpend.amount)).where(
+def _spend_counts(amount: int, impressions: int, clicks: int) -> Counts:
+    return Counts(spend=int(amount), impressions=int(impressions), clicks=int(clicks))
+
+
+SPEND_METRICS = (func.sum(AdSpend.amount), func.sum(AdSpend.impressions), func.sum(AdSpend.clicks))
+
+
+def _spend_scope(query: AnySelect, s: _Scope) -> AnySelect:
+    query = query.where(
         AdSpend.site_id == s.site_id,
         AdSpend.spend_date >= s.params.first_day,
         AdSpend.spend_date <= s.params.last_day,
     )
-    query = s.where(query, AdSpend).group_by(*keys)
-    grouped = await _by_label(session, query, len(keys), lambda m: Counts(spend=int(m)))
+    return s.where(query, AdSpend)
+
+
+async def _spend(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
+    """Spend in the site's own currency (the others: _foreign_spend)."""
+    # Spend is kept per local date already: no time zone arithmetic.
+    keys: list[Any] = [AdSpend.spend_date] if by_day else s.labels(AdSpend)
+    query = _spend_scope(select(*keys, *SPEND_METRICS), s).where(AdSpend.currency == s.currency)
+    grouped = await _by_label(session, query.group_by(*keys), len(keys), _spend_counts)
     if by_day:
         return {as_date(k[0]): v for k, v in grouped.items()}
     return grouped
+
+
+@dataclass
+class _Foreign:
+    by_label: dict[Key, Counts] = field(default_factory=dict)
+    by_day: dict[date, Counts] = field(default_factory=dict)
+    rates: list[model.RateUse] = field(default_factory=list)
+    missing: list[model.MissingRate] = field(default_factory=list)
+
+
+async def _foreign_spend(session: AsyncSession, s: _Scope) -> _Foreign:
+    """Spend in other currencies, converted day by day at the rate table (reports/rates.py)."""
+    out = _Foreign()
+    if not s.currency:
+        return out
+    keys = s.labels(AdSpend)
+    query = _spend_scope(
+        select(*keys, AdSpend.currency, AdSpend.spend_date, *SPEND_METRICS), s
+    ).where(AdSpend.currency != s.currency)
+    rows = (
+        await session.execute(query.group_by(*keys, AdSpend.currency, AdSpend.spend_date))
+    ).all()
+    if not rows:
+        return out
+    width = len(keys)
+    book = rates.RateBook(
+        await rates.load_rates(
+            session,
+            {r[width] for r in rows},
+            s.currency,
+            s.params.first_day,
+            s.params.last_day,
+        )
+    )
+    used: dict[tuple[str, date], list[date]] = {}  # (currency, rate day) -> spend days
+    missing: dict[tuple[str, date], int] = {}
+    sources: dict[tuple[str, date], rates.Rate] = {}
+    for row in rows:
+        key, currency, day = tuple(row[:width]), row[width], as_date(row[width + 1])
+        amount, impressions, clicks = (int(v or 0) for v in row[width + 2 :])
+        rate = book.rate_for(currency, day)
+        spend = 0
+        if rate is None:
+            missing[(currency, day)] = missing.get((currency, day), 0) + amount
+        else:
+            spend = rates.convert(amount, rate)
+            used.setdefault((currency, rate.day), []).append(day)
+            sources[(currency, rate.day)] = rate
+        counts = Counts(spend=spend, impressions=impressions, clicks=clicks)
+        out.by_label[key] = out.by_label.get(key, Counts()) + counts
+        out.by_day[day] = out.by_day.get(day, Counts()) + counts
+    for (currency, rate_day), days in sorted(used.items()):
+        rate = sources[(currency, rate_day)]
+        out.rates.append(
+            model.RateUse(currency, rate.rate, rate_day, min(days), max(days), rate.source)
+        )
+    out.missing = [
+        model.MissingRate(currency, day, amount)
+        for (currency, day), amount in sorted(missing.items())
+        if amount
+    ]
+    return out
+
+
+async def _unmapped(session: AsyncSession, s: _Scope) -> list[model.Unmapped]:
+    """Pulled spend of the range without labels, per currency (adspend/ lists it in full)."""
+    query = (
+        select(
+            PlatformSpend.currency,
+            func.sum(PlatformSpend.cost),
+            func.sum(PlatformSpend.impressions),
+            func.sum(PlatformSpend.clicks),
+            func.count(func.distinct(PlatformSpend.campaign_id)),
+        )
+        .join(AdAccount, AdAccount.id == PlatformSpend.account_id)
+        .where(
+            AdAccount.site_id == s.site_id,
+            PlatformSpend.mapped.is_(False),
+            PlatformSpend.spend_date >= s.params.first_day,
+            PlatformSpend.spend_date <= s.params.last_day,
+        )
+        .group_by(PlatformSpend.currency)
+        .order_by(PlatformSpend.currency)
+    )
+    return [
+        model.Unmapped(currency, int(cost or 0), int(shows or 0), int(clicks or 0), int(n))
+        for currency, cost, shows, clicks, n in (await session.execute(query)).all()
+    ]
 
 
 async def _revenue(session: AsyncSession, s: _Scope, by_day: bool) -> dict[Any, Counts]:
@@ -282,6 +383,9 @@ async def run_report(session: AsyncSession, site: Site, params: ReportParams) ->
     for fetch in (_visits, _calls, _spend, _revenue):
         parts.append(await fetch(session, scope, False))
         day_parts.append(await fetch(session, scope, True))
+    foreign = await _foreign_spend(session, scope)
+    parts.append(foreign.by_label)
+    day_parts.append(foreign.by_day)
     rows = model.sort_rows(model.merge(parts))
     by_day = model.merge(day_parts)
     return model.Report(
@@ -295,4 +399,7 @@ async def run_report(session: AsyncSession, site: Site, params: ReportParams) ->
         rows=rows,
         days=model.every_day(params.first_day, params.last_day, by_day),
         totals=model.total(rows),
+        rates=foreign.rates,
+        missing_rates=foreign.missing,
+        unmapped=await _unmapped(session, scope),
     )

@@ -6,6 +6,10 @@ left alone. Rows of one import that share a key are added up first. So re-import
 an updated export of the same days, never doubles spend, and importing February does not touch
 January. An import is all or nothing: one bad row rejects it, and the error lists every bad
 row with its line number (the header is line 1; for JSON, the row's 1-based position).
+
+Imported rows are origin 0; spend pulled from the ad platforms (adspend/) is stored under its
+account's origin, so the two never replace each other. A row keeps its own currency: the
+report converts it at the rate table (reports/rates.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from calltracker.reports.rows import Batch, Records, RowError, csv_records, json
 MAX_ROWS = 200_000
 MAX_LABEL = 256
 REQUIRED = ("date", "source", "medium", "amount", "currency")
-OPTIONAL = ("campaign", "keyword")
+OPTIONAL = ("campaign", "keyword", "impressions", "clicks")
+IMPORT_ORIGIN = 0
 SpendKey = tuple[date, str, str, str, str]
 
 
@@ -42,6 +47,8 @@ class SpendRow:
     keyword: str
     amount: int  # minor units
     currency: str
+    impressions: int = 0
+    clicks: int = 0
 
     @property
     def key(self) -> SpendKey:
@@ -53,9 +60,10 @@ class SpendImport:
     rows: int
     keys: int
     replaced: int  # keys that already had an amount, now overwritten
-    currency: str
+    currency: str  # the site's report currency
     first_day: date
     last_day: date
+    currencies: tuple[str, ...] = ()  # the rows' own
 
 
 def parse_date(raw: object) -> date:
@@ -87,6 +95,20 @@ def _label(record: Mapping[str, Any], name: str, *, required: bool, lower: bool)
     return value
 
 
+def parse_count(raw: object, name: str) -> int:
+    """A whole, non-negative count (impressions, clicks); empty is 0."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise ValueError(f"{name} must be a whole number")
+    text = str(raw).strip().replace(" ", "").replace("\u00a0", "")
+    if not text.isdigit():
+        raise ValueError(f"{name} {raw!r} is not a whole, non-negative number")
+    if len(text) > 15:
+        raise ValueError(f"{name} {raw!r} is too large")
+    return int(text)
+
+
 def parse_record(record: Mapping[str, Any], line: int) -> SpendRow:
     """One row from a CSV line or a JSON object; ValueError says what is wrong with it."""
     return SpendRow(
@@ -98,6 +120,8 @@ def parse_record(record: Mapping[str, Any], line: int) -> SpendRow:
         keyword=_label(record, "keyword", required=False, lower=False),
         amount=money.parse_amount(record.get("amount")),
         currency=money.parse_currency(record.get("currency")),
+        impressions=parse_count(record.get("impressions"), "impressions"),
+        clicks=parse_count(record.get("clicks"), "clicks"),
     )
 
 
@@ -125,28 +149,42 @@ def parse_json_rows(rows: object) -> Batch[SpendRow]:
     return _collect(json_records(rows, "row"))
 
 
-def aggregate(rows: Sequence[SpendRow]) -> dict[SpendKey, int]:
-    totals: dict[SpendKey, int] = {}
+@dataclass(frozen=True)
+class Total:
+    amount: int
+    currency: str
+    impressions: int
+    clicks: int
+
+
+def aggregate(rows: Sequence[SpendRow]) -> dict[SpendKey, Total]:
+    totals: dict[SpendKey, Total] = {}
     for row in rows:
-        totals[row.key] = totals.get(row.key, 0) + row.amount
+        old = totals.get(row.key)
+        totals[row.key] = Total(
+            (old.amount if old else 0) + row.amount,
+            row.currency,
+            (old.impressions if old else 0) + row.impressions,
+            (old.clicks if old else 0) + row.clicks,
+        )
     return totals
 
 
-def currency_errors(rows: Sequence[SpendRow], site_currency: str | None) -> list[RowError]:
-    """Each row in another currency than the site's (or, for a new site, the first row's)."""
-    if not rows:
-        return []
-    expected = site_currency or rows[0].currency
-    whose = "this site's reports" if site_currency else "the first row"
-    return [
-        RowError(
-            r.line,
-            f"currency {r.currency} differs from {expected}, the currency of {whose}; "
-            "convert the amount before importing",
-        )
-        for r in rows
-        if r.currency != expected
-    ]
+def currency_errors(rows: Sequence[SpendRow]) -> list[RowError]:
+    """Rows of one key in different currencies: they cannot be added up."""
+    first: dict[SpendKey, str] = {}
+    errors = []
+    for r in rows:
+        expected = first.setdefault(r.key, r.currency)
+        if r.currency != expected:
+            errors.append(
+                RowError(
+                    r.line,
+                    f"currency {r.currency} differs from {expected}, the currency of an earlier "
+                    "row with the same date and labels",
+                )
+            )
+    return errors
 
 
 async def _stored_keys(session: AsyncSession, site_id: int, keys: Sequence[SpendKey]) -> int:
@@ -166,7 +204,9 @@ async def _stored_keys(session: AsyncSession, site_id: int, keys: Sequence[Spend
             )
         )
         rows = await session.scalars(
-            select(AdSpend.id).where(AdSpend.site_id == site_id, condition)
+            select(AdSpend.id).where(
+                AdSpend.site_id == site_id, AdSpend.origin == IMPORT_ORIGIN, condition
+            )
         )
         found += len(rows.all())
     return found
@@ -175,8 +215,8 @@ async def _stored_keys(session: AsyncSession, site_id: int, keys: Sequence[Spend
 async def import_spend(session: AsyncSession, site: Site, batch: Batch[SpendRow]) -> SpendImport:
     """Store the rows under the replacement rule (module docstring), in the caller's transaction."""
     rows = batch.items
-    batch.check(currency_errors(rows, await money.site_currency(session, site.id)))
-    currency = await money.lock_currency(session, site.id, rows[0].currency)
+    batch.check(currency_errors(rows))
+    currency = await money.ensure_currency(session, site.id, rows[0].currency)
     totals = aggregate(rows)
     keys = list(totals)
     replaced = await _stored_keys(session, site.id, keys)
@@ -185,13 +225,17 @@ async def import_spend(session: AsyncSession, site: Site, batch: Batch[SpendRow]
         values = [
             {
                 "site_id": site.id,
+                "origin": IMPORT_ORIGIN,
+                "account_id": None,
                 "spend_date": d,
                 "source": s,
                 "medium": m,
                 "campaign": c,
                 "keyword": k,
-                "amount": totals[(d, s, m, c, k)],
-                "currency": currency,
+                "amount": totals[(d, s, m, c, k)].amount,
+                "currency": totals[(d, s, m, c, k)].currency,
+                "impressions": totals[(d, s, m, c, k)].impressions,
+                "clicks": totals[(d, s, m, c, k)].clicks,
                 "imported_at": utcnow(),
             }
             for d, s, m, c, k in keys[start : start + 1000]
@@ -200,10 +244,20 @@ async def import_spend(session: AsyncSession, site: Site, batch: Batch[SpendRow]
         # An upsert rather than delete-then-insert: two imports of one key racing each other
         # then end with one row, never a unique-constraint error.
         stmt = stmt.on_conflict_do_update(
-            index_elements=["site_id", "spend_date", "source", "medium", "campaign", "keyword"],
+            index_elements=[
+                "site_id",
+                "origin",
+                "spend_date",
+                "source",
+                "medium",
+                "campaign",
+                "keyword",
+            ],
             set_={
                 "amount": stmt.excluded.amount,
                 "currency": stmt.excluded.currency,
+                "impressions": stmt.excluded.impressions,
+                "clicks": stmt.excluded.clicks,
                 "imported_at": stmt.excluded.imported_at,
             },
         )
@@ -216,6 +270,7 @@ async def import_spend(session: AsyncSession, site: Site, batch: Batch[SpendRow]
         currency=currency,
         first_day=min(days),
         last_day=max(days),
+        currencies=tuple(sorted({r.currency for r in rows})),
     )
 
 

@@ -10,11 +10,13 @@
 # nothing at once.
 #
 # What is set on a call attributed to a source (the dialplan reads unset variables as ""):
-#   CALLTRACKER_CALL_ID   the Call row's id, when the AMI listener has stored it already
+#   CALLTRACKER_CALL_ID   the Call row's id: found by the call's Linkedid, or made here if
+#                         the AMI listener has not stored the call yet (it usually has not:
+#                         the dialplan reaches AGI() milliseconds after the channel exists)
 #   CALLTRACKER_SOURCE / _MEDIUM / _CAMPAIGN / _KEYWORD
 #   CALLERID(name)        the site's callerid_template + the caller's name (or number)
 # A call that matches nothing (untracked number, default number, nobody held the number)
-# gets no labels and no prefix; only CALLTRACKER_CALL_ID when its row exists.
+# gets no labels and no prefix, only CALLTRACKER_CALL_ID.
 
 from __future__ import annotations
 
@@ -25,14 +27,19 @@ import re
 import string
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from calltracker.db.engine import SessionMaker
 from calltracker.db.models import Call
+from calltracker.telephony.calls import CallStarted
 from calltracker.telephony.matching import CatalogSource, Matcher
+
+# CallRecorder.store: the call's row, found by Linkedid or made (ami.py's recorder).
+StartCall = Callable[[CallStarted], Awaitable[Call | None]]
 
 log = logging.getLogger(__name__)
 _REPLY = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -])(?P<rest>.*)$")
@@ -187,22 +194,45 @@ def _set(variable: str, value: str) -> str:
 
 
 class CallerLookup:
-    """Finds what to tell the dialplan: the stored call if the AMI listener has it, else the
-    same attribution the recorder will make (Matcher)."""
+    """Finds what to tell the dialplan: the call's row, made now through `start_call` if
+    the AMI listener has not stored it yet; without `start_call`, the stored call or else
+    the same attribution the recorder will make (Matcher)."""
 
     def __init__(
-        self, sessionmaker: SessionMaker, catalog: CatalogSource, matcher: Matcher
+        self,
+        sessionmaker: SessionMaker,
+        catalog: CatalogSource,
+        matcher: Matcher,
+        start_call: StartCall | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._catalog = catalog
         self._matcher = matcher
+        self._start_call = start_call
 
     def tracked(self, request: AgiRequest) -> str:
         """The tracked number the call is to, as dialled; "" when none is."""
         return next((d for d in request.dialled if self._matcher.is_tracked(d)), "")
 
-    async def __call__(self, did: str, linkedid: str, at: float) -> CallerTag:
-        call = await self._stored(linkedid)
+    async def __call__(
+        self, did: str, linkedid: str, at: float, request: AgiRequest | None = None
+    ) -> CallerTag:
+        call = None
+        if linkedid and self._start_call is not None:
+            # The same row the listener's CallStarted finds or makes (one per Linkedid),
+            # so the dialplan gets the call's id however far behind the listener is.
+            call = await self._start_call(
+                CallStarted(
+                    linkedid,
+                    did,
+                    request.caller if request is not None else "",
+                    datetime.fromtimestamp(at, UTC),
+                    request.headers.get("agi_channel", "") if request is not None else "",
+                    request.uniqueid if request is not None else "",
+                )
+            )
+        if call is None:
+            call = await self._stored(linkedid)
         if call is not None:  # what the recorder stored is the call's attribution of record
             return CallerTag(
                 call.id,
@@ -328,7 +358,7 @@ class AgiServer:
                 return "hangup"
         linkedid = reply.value or ""  # "" before Asterisk 12: then no call row to tie to
         started = time.time()
-        tag = await self._resolve(did, linkedid, started, deadline - self._reserve)
+        tag = await self._resolve(did, linkedid, started, deadline - self._reserve, request)
         if tag is None:
             return "slow"
         commands = commands_for(tag, request)
@@ -349,11 +379,15 @@ class AgiServer:
         )
         return "tagged" if tag.attributed else "unattributed"
 
-    async def _resolve(self, did: str, linkedid: str, at: float, until: float) -> CallerTag | None:
+    async def _resolve(
+        self, did: str, linkedid: str, at: float, until: float, request: AgiRequest
+    ) -> CallerTag | None:
         if len(self._pending) >= self._max_pending:
             log.warning("event=agi_overloaded pending=%s", len(self._pending))
             return None
-        task = asyncio.create_task(self._lookup(did, linkedid, at), name=f"agi-lookup-{linkedid}")
+        task = asyncio.create_task(
+            self._lookup(did, linkedid, at, request), name=f"agi-lookup-{linkedid}"
+        )
         self._pending.add(task)
         task.add_done_callback(self._lookup_done)
         loop = asyncio.get_running_loop()

@@ -67,7 +67,7 @@ class CallEnded:
     talk_seconds: float
     status: CallStatus
     dial_status: str  # raw DialStatus of the last operator leg ("" if Dial never ended)
-    operator: str  # who answered; if nobody, the last operator rung; "" if none
+    operator: str  # who answered; "" when nobody did (operators_rung says who rang)
     recording: str  # MIXMONITOR_FILENAME as Asterisk wrote it, "" if none
     uniqueid: str  # the inbound channel that ran Dial/Queue (names the MixMonitor file)
     operators_rung: tuple[str, ...] = ()
@@ -171,7 +171,9 @@ def call_from_cdr(
         talk_seconds=talk,
         status=status,
         dial_status="",
-        operator=operator_extension(dest_channel) if dest_channel else "",
+        operator=operator_extension(dest_channel)
+        if dest_channel and status is CallStatus.ANSWERED
+        else "",
         recording=recording,
         uniqueid=uniqueid,
         reconstructed=True,
@@ -219,6 +221,7 @@ class _Call:
     recording: str = ""
     cdr_status: CallStatus | None = None
     cdr_billsec: float | None = None
+    cdr_operator: str = ""  # the answered business CDR's DestinationChannel
     cdr_caller: str = ""
     cdr_recording: str = ""
     started_emitted: bool = False
@@ -594,6 +597,8 @@ class CallTracker:
         status = _CDR_STATUS.get(ev.get("Disposition", ""))
         if status is None:
             return []
+        if status is CallStatus.ANSWERED and ev.get("DestinationChannel"):
+            call.cdr_operator = operator_extension(ev.get("DestinationChannel", ""))
         if call.cdr_status is None or _CDR_RANK.get(status, 0) > _CDR_RANK.get(call.cdr_status, 0):
             call.cdr_status = status
             try:
@@ -649,7 +654,14 @@ class CallTracker:
             wait, talk = answered_at - call.started_at, ended_at - answered_at
         else:
             wait, talk = ended_at - call.started_at, 0.0
-        operator = call.operator or (call.operators_rung[-1] if call.operators_rung else "")
+        # Only who answered: crediting a missed call to the last phone rung would blame one
+        # operator of a ring-all group at random (and count busy calls as theirs).
+        operator = ""
+        if status is CallStatus.ANSWERED:
+            # The answer's events may be lost (a reconnect): then the answered CDR names
+            # the operator, or the only one who rang.
+            only = call.operators_rung[0] if len(call.operators_rung) == 1 else ""
+            operator = call.operator or call.cdr_operator or only
         facts.append(
             CallEnded(
                 linkedid=call.linkedid,

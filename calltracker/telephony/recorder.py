@@ -18,7 +18,7 @@ from calltracker.telephony.calls import (
     CallEnded,
     CallFact,
     CallStarted,
-    OperatorRinging,
+    CallStatus,
 )
 from calltracker.telephony.matching import CatalogSource, Matcher, is_target, is_unique_caller
 
@@ -56,7 +56,11 @@ RecordingConverter = Callable[[CallEnded], Awaitable[str]]
 
 class CallRecorder:
     """Stores call facts: one row per call, found by Linkedid, or for a call recovered from a
-    CDR also by the inbound channel's Uniqueid, so that a CDR never doubles a call."""
+    CDR also by the inbound channel's Uniqueid, so that a CDR never doubles a call.
+
+    Writers: the AMI listener (every fact) and FastAGI (CallStarted, so that the dialplan
+    learns the call's id while it rings), possibly in different processes.
+    """
 
     def __init__(
         self,
@@ -103,6 +107,24 @@ class CallRecorder:
                 recording = await self._convert(fact)
             except Exception:
                 log.exception("event=recording_failed linkedid=%s", fact.linkedid)
+        try:
+            change = await self._store_once(fact, recording)
+        except exc.IntegrityError:
+            # Two writers made the call's row at once (FastAGI and the AMI listener, maybe in
+            # two workers): the other one's row is there now; this fact updates it.
+            log.info("event=call_row_raced linkedid=%s", fact.linkedid)
+            change = await self._store_once(fact, recording)
+        if change is None:
+            return None
+        call = change.call
+        for observer in self._after_commit:
+            try:
+                await observer(change)
+            except Exception:  # a live push failing must not lose or redo the stored call
+                log.exception("event=call_observer_failed linkedid=%s", fact.linkedid)
+        return call
+
+    async def _store_once(self, fact: CallFact, recording: str) -> CallChange | None:
         async with self._sessionmaker.begin() as session:
             call = await self._store(session, fact, recording)
             if call is None:
@@ -110,12 +132,7 @@ class CallRecorder:
             change = CallChange(call, fact, session)
             for observer in self._observers:
                 await observer(change)
-        for observer in self._after_commit:
-            try:
-                await observer(change)
-            except Exception:  # a live push failing must not lose or redo the stored call
-                log.exception("event=call_observer_failed linkedid=%s", fact.linkedid)
-        return call
+        return change
 
     async def _find(self, session: AsyncSession, fact: CallFact) -> Call | None:
         call = await session.scalar(select(Call).where(Call.linkedid == fact.linkedid))
@@ -146,15 +163,16 @@ class CallRecorder:
                 call = await self._new_call(
                     session, fact.linkedid, fact.did, fact.caller, fact.started_at
                 )
+            # FastAGI may have made the row a moment after the channel's creation, which
+            # the AMI listener's start gives: the earliest is the call's start.
+            if fact.started_at < call.started_at:
+                call.started_at = fact.started_at
             _add_uniqueid(call, fact.uniqueid)
             return call
         if call is None:
             started = fact.started_at if isinstance(fact, CallEnded) else fact.at
             call = await self._new_call(session, fact.linkedid, fact.did, fact.caller, started)
-        if isinstance(fact, OperatorRinging):
-            if call.status == RINGING and not call.answered_at:
-                call.operator = fact.extension
-        elif isinstance(fact, CallAnswered):
+        if isinstance(fact, CallAnswered):
             call.answered_at = call.answered_at or fact.at
             call.operator = fact.extension or call.operator
         elif isinstance(fact, CallEnded):
@@ -218,7 +236,14 @@ class CallRecorder:
         call.wait_seconds = round(fact.wait_seconds)
         call.talk_seconds = round(fact.talk_seconds)
         call.status = str(fact.status)
-        call.operator = fact.operator or call.operator
+        # The operator is who answered; nobody for a busy or missed call.
+        answered = fact.status is CallStatus.ANSWERED
+        call.operator = (fact.operator or call.operator) if answered else ""
+        if fact.operators_rung:
+            call.attribution_detail = {
+                **call.attribution_detail,
+                "operators_rung": list(fact.operators_rung),
+            }
         call.recording = recording
         min_talk = site.target_min_talk_seconds if site is not None else 30
         call.target = is_target(call.status, call.talk_seconds, min_talk)

@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from calltracker.adspend import accounts as ad_accounts
+from calltracker.adspend.registry import PLATFORMS
 from calltracker.catalog import advice as pool_advice
 from calltracker.catalog import edits, sites
 from calltracker.clock import utcnow
@@ -29,6 +31,7 @@ from calltracker.keys import (
     settings_key,
 )
 from calltracker.web import pages
+from calltracker.web.adspend_pages import AccountRow, account_rows
 from number_pool import ExhaustionPolicy
 
 POLICIES = [p.value for p in ExhaustionPolicy]
@@ -300,6 +303,7 @@ class IntegrationRow:
 class SiteIntegrations:
     site: Site
     integrations: list[IntegrationRow]
+    ad_accounts: list[AccountRow]
 
 
 INTEGRATION_FIELDS = ("site", "kind", "name", "config", "trigger", "stage")
@@ -334,8 +338,13 @@ async def integrations_page(
                     warnings=registry.warnings(integration.kind, integration.config, utcnow()),
                 )
             )
+        ads = await account_rows(session)
     context = {
-        "groups": [SiteIntegrations(s, by_site.get(s.id, [])) for s in site_rows],
+        "groups": [
+            SiteIntegrations(s, by_site.get(s.id, []), ads.get(s.id, [])) for s in site_rows
+        ],
+        "ad_alerts": [row for rows in ads.values() for row in rows if row.alert],
+        "platforms": [(name, p.title) for name, p in PLATFORMS.items()],
         "sites": site_rows,
         "kinds": tuple(KINDS),
         "triggers": integration_config.TRIGGERS,
@@ -354,7 +363,11 @@ def _integrations_notice(request: web.Request) -> str:
     if done == "retried":
         count = request.query.get("count", "")
         return f"{int(count) if count.isdigit() else 0} row(s) queued again."
-    return ""
+    return {
+        "ad_account_created": "Ad account added; its first pull starts within a minute.",
+        "ad_account_saved": "Ad account saved; it is pulled again within a minute.",
+        "ad_account_due": "The account is pulled within a minute.",
+    }.get(done, "")
 
 
 def _config_json(text: str) -> dict[str, Any]:
@@ -410,3 +423,60 @@ def _wake_outbox(request: web.Request) -> None:
     workers = request.app.get(outbox_key)
     if workers is not None:
         workers.wake()
+
+
+# -- ad accounts (adspend/) on the integrations page ------------------------------------------
+
+AD_ACCOUNT_FIELDS = ("site", "platform", "name", "interval_minutes", "lookback_days")
+
+
+async def create_ad_account(request: web.Request) -> web.Response:
+    form = await request.post()
+    values = {k: pages.form_text(form, k) for k in AD_ACCOUNT_FIELDS}
+    try:
+        config = _config_json(pages.form_text(form, "config"))
+        async with request.app[sessionmaker_key].begin() as session:
+            site = await sites.get_site(session, values["site"])
+            await ad_accounts.create_account(
+                session,
+                site_id=site.id,
+                platform=values["platform"],
+                name=values["name"],
+                config=config,
+                interval_minutes=pages.form_int(form, "interval_minutes")
+                or ad_accounts.DEFAULT_INTERVAL_MINUTES,
+                lookback_days=pages.form_int(form, "lookback_days")
+                or ad_accounts.DEFAULT_LOOKBACK_DAYS,
+            )
+    except CalltrackerError as err:
+        # The form comes back without the config: it holds tokens.
+        form_values = {f"ad_{k}": v for k, v in values.items()}
+        return await integrations_page(request, error=err.message, form=form_values, status=400)
+    raise web.HTTPSeeOther("/admin/integrations?done=ad_account_created#ad-accounts")
+
+
+async def update_ad_account(request: web.Request) -> web.Response:
+    """The "change credentials" form: a config patch, merged (secrets left out are kept)."""
+    form = await request.post()
+    try:
+        patch = _config_json(pages.form_text(form, "config"))
+        async with request.app[sessionmaker_key].begin() as session:
+            account = await ad_accounts.get_account(session, int(request.match_info["account"]))
+            enabled = pages.form_text(form, "enabled")
+            await ad_accounts.update_account(
+                session,
+                account,
+                config_patch=patch or None,
+                enabled=enabled == "1" if enabled else None,
+            )
+    except CalltrackerError as err:
+        return await integrations_page(request, error=err.message, status=400)
+    raise web.HTTPSeeOther("/admin/integrations?done=ad_account_saved#ad-accounts")
+
+
+async def sync_ad_account(request: web.Request) -> web.Response:
+    await request.post()
+    async with request.app[sessionmaker_key].begin() as session:
+        account = await ad_accounts.get_account(session, int(request.match_info["account"]))
+        await ad_accounts.request_sync(session, account)
+    raise web.HTTPSeeOther("/admin/integrations?done=ad_account_due#ad-accounts")

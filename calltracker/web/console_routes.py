@@ -8,6 +8,7 @@ from calltracker.web import (
     admin,
     admin_api,
     admin_users,
+    adspend_pages,
     calls_page,
     login,
     openapi,
@@ -53,6 +54,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/integrations", admin.integrations_page)
     r.add_post("/admin/integrations", admin.create_integration)
     r.add_post(f"/admin/integrations/{ID % 'integration'}/retry", admin.retry_integration)
+    r.add_post("/admin/ad-accounts", admin.create_ad_account)
+    r.add_post(f"/admin/ad-accounts/{ID % 'account'}", admin.update_ad_account)
+    r.add_post(f"/admin/ad-accounts/{ID % 'account'}/sync", admin.sync_ad_account)
+    # Unmapped ad spend and the mapping (marketer), currency rates (admin).
+    adspend_pages.add_routes(app)
     r.add_get("/admin/users", admin_users.users_page)
     r.add_post("/admin/users", admin_users.create_user)
     r.add_post(f"/admin/users/{ID % 'user'}", admin_users.update_user)

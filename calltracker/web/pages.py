@@ -55,6 +55,7 @@ NAV = (
     NavItem("Static numbers", "/admin/static-numbers", ADMIN),
     NavItem("Import", "/admin/numbers/import", ADMIN),
     NavItem("Integrations", "/admin/integrations", ADMIN),
+    NavItem("Rates", "/admin/currency-rates", ADMIN),
     NavItem("Users", "/admin/users", ADMIN),
 )
 # Where "/" sends each role: the first of these that exists.

@@ -20,7 +20,7 @@ from calltracker.catalog import sites
 from calltracker.db.models import Site
 from calltracker.errors import Invalid
 from calltracker.keys import sessionmaker_key
-from calltracker.reports import conversions, model, money, spend, svg
+from calltracker.reports import conversions, model, money, rates, spend, svg
 from calltracker.reports.model import LEVELS, NOT_SET, Report
 from calltracker.reports.query import ReportParams, run_report
 from calltracker.reports.rows import BadRows
@@ -58,13 +58,18 @@ def parse_day(raw: str, name: str) -> date:
         ) from None
 
 
+def day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
+    """The days asked for; up to today and the 30 days before ``last`` unless given."""
+    last = last or today
+    return first or last - timedelta(days=DEFAULT_DAYS - 1), last
+
+
 def report_params(query: Mapping[str, str], today: date) -> ReportParams:
     """The report's range, level and filters from a query string; defaults to the last 30 days."""
-    last = parse_day(query["to"], "to") if query.get("to") else today
-    first = (
-        parse_day(query["from"], "from")
-        if query.get("from")
-        else last - timedelta(days=DEFAULT_DAYS - 1)
+    first, last = day_range(
+        parse_day(query["from"], "from") if query.get("from") else None,
+        parse_day(query["to"], "to") if query.get("to") else None,
+        today,
     )
     # A filter given empty (source=) selects the empty label, e.g. unattributed calls.
     filters = {level: query[level] for level in LEVELS if level in query}
@@ -111,7 +116,7 @@ def bad_rows(err: BadRows) -> Refusal:
     )
 
 
-async def _upload_text(request: web.Request) -> tuple[str, dict[str, str]]:
+async def upload_text(request: web.Request) -> tuple[str, dict[str, str]]:
     """A CSV body or a multipart form's `file` part, as text; plus the form's other fields."""
     fields: dict[str, str] = {}
     if request.content_type == "multipart/form-data":
@@ -162,6 +167,7 @@ class SpendImported(msgspec.Struct, frozen=True, kw_only=True):
     keys: int
     replaced: int  # keys that already had an amount, now overwritten
     currency: str
+    currencies: list[str]  # of the imported rows; others than `currency` convert at the rates
     first_day: date = msgspec.field(name="from")
     last_day: date = msgspec.field(name="to")
 
@@ -174,6 +180,9 @@ class SpendRowJson(msgspec.Struct, frozen=True, kw_only=True):
     keyword: str
     amount: float  # major units
     currency: str
+    impressions: int
+    clicks: int
+    origin: str  # "import", or the ad account (adspend/) that pulled it: "ad_account:<id>"
 
 
 class SpendList(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,7 +230,7 @@ async def post_spend(request: web.Request, body: SpendInput | None) -> SpendImpo
             site_key = body.site if body.site is not None else site_key
             batch = spend.parse_json_rows(body.rows)
         elif request.content_type in CSV_TYPES | {"multipart/form-data"}:
-            text, fields = await _upload_text(request)
+            text, fields = await upload_text(request)
             site_key = fields.get("site", site_key)
             batch = spend.parse_csv(text)
         else:
@@ -236,6 +245,7 @@ async def post_spend(request: web.Request, body: SpendInput | None) -> SpendImpo
         keys=result.keys,
         replaced=result.replaced,
         currency=result.currency,
+        currencies=list(result.currencies),
         first_day=result.first_day,
         last_day=result.last_day,
     )
@@ -262,6 +272,9 @@ async def spend_json(request: web.Request) -> SpendList:
                 keyword=r.keyword,
                 amount=float(money.major(r.amount)),
                 currency=r.currency,
+                impressions=r.impressions,
+                clicks=r.clicks,
+                origin="import" if r.origin == 0 else f"ad_account:{r.origin}",
             )
             for r in rows
         ],
@@ -286,7 +299,7 @@ async def post_conversions(
                 site = await _site(session, site_key)
                 deals = conversions.parse_json(body, site)
             elif request.content_type in CSV_TYPES | {"multipart/form-data"}:
-                text, fields = await _upload_text(request)
+                text, fields = await upload_text(request)
                 site = await _site(session, fields.get("site", site_key))
                 deals = conversions.parse_csv(text, site)
             else:
@@ -426,6 +439,21 @@ async def report_page(request: web.Request) -> web.Response:
         report = await run_report(session, site, params)
     table = model.table(report)
     bars, lines = charts(report)
+    rate_notes = [
+        f"Spend in {r.currency} converted at 1 {r.currency} = {rates.rate_text(r.rate)} "
+        f"{report.currency} of {r.rate_day.isoformat()}"
+        + (f" ({r.source})" if r.source else "")
+        + f" for {r.first_day.isoformat()}"
+        + (f" to {r.last_day.isoformat()}" if r.last_day != r.first_day else "")
+        for r in report.rates
+    ]
+    missing = [
+        f"{money.major(m.amount)} {m.currency} on {m.day.isoformat()}" for m in report.missing_rates
+    ]
+    unmapped = [
+        f"{money.major(u.amount)} {u.currency} from {u.campaigns} campaign(s)"
+        for u in report.unmapped
+    ]
     return pages.render(
         request,
         "reports/calls.html",
@@ -445,6 +473,11 @@ async def report_page(request: web.Request) -> web.Response:
             "line_chart": Markup(lines),
             "levels": LEVELS,
             "not_set": NOT_SET,
+            "rate_notes": rate_notes,
+            "missing_rates": missing,
+            "unmapped": unmapped,
+            "unmapped_link": "/reports/spend/unmapped"
+            + _query(report, group=None, **dict.fromkeys(LEVELS)),
         },
     )
 
@@ -483,7 +516,7 @@ async def spend_page(request: web.Request) -> web.Response:
 @roles(Role.MARKETER)
 async def spend_upload(request: web.Request) -> web.Response:
     """The spend page's upload form: the same import as POST /api/v1/spend, shown as a page."""
-    text, fields = await _upload_text(request)
+    text, fields = await upload_text(request)
     async with request.app[sessionmaker_key]() as session:
         site = await _site(session, fields.get("site"))
     try:

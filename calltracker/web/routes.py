@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from calltracker.web import (
+    adspend_api,
     catalog_api,
     console_routes,
     crm_hooks,
@@ -44,6 +45,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/v1/numbers", catalog_api.list_numbers)
     # Private: marketer reports, ad spend and conversions (calltracker/web/reports.py).
     reports.add_routes(app)
+    # Private: ad accounts pulled from the ad platforms, unmapped spend, the campaign mapping
+    # and currency rates (web/adspend_api.py).
+    adspend_api.add_routes(app)
     # Private: the sales report and the deals (web/deals.py); public, each checked by its
     # CRM's own token: the CRMs' outgoing webhooks (web/crm_hooks.py).
     deals.add_routes(app)

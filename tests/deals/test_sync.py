@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from calltracker.db.deal_models import CrmFetch, Deal
-from calltracker.deals.sync import DealSync, SyncSettings, name_records
+from calltracker.deals.sync import DealSync, DealSyncSettings, name_records
 from calltracker.integrations.outbox.adapters import AdapterCache
 from tests.integrations.fakes.bitrix24 import FakeBitrix24
 from tests.integrations.outbox_support import (  # noqa: F401  (fixtures)
@@ -49,7 +49,9 @@ async def setup(world: World, portal: FakeBitrix24) -> int:
 
 
 def syncer(world: World, http: aiohttp.ClientSession, clock: Clock | None = None) -> DealSync:
-    return DealSync(world.sessionmaker, AdapterCache(http), SyncSettings(), clock=clock or Clock())
+    return DealSync(
+        world.sessionmaker, AdapterCache(http), DealSyncSettings(), clock=clock or Clock()
+    )
 
 
 async def deals(world: World) -> list[Deal]:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from calltracker.app import create_app
 from calltracker.db.deal_models import CrmFetch, Deal, DealStage
 from calltracker.db.integration_models import Integration, OutboxRow
-from calltracker.deals.sync import DealSync, SyncSettings
+from calltracker.deals.sync import DealSync, DealSyncSettings
 from calltracker.keys import (
     deal_sync_key,
     deal_sync_settings_key,
@@ -56,7 +56,7 @@ async def app_client(aiohttp_client: Any, settings: Settings) -> Client:
     app = create_app(settings)
     app[outbox_settings_key] = tiny_settings(batch_interval=0.05)
     # The test reads deals itself, step by step; the app's own loop looks once an hour.
-    app[deal_sync_settings_key] = SyncSettings(interval=3600)
+    app[deal_sync_settings_key] = DealSyncSettings(interval=3600)
     return await aiohttp_client(app)
 
 

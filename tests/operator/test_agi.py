@@ -18,7 +18,7 @@ from sqlalchemy.util import await_
 from calltracker.app import create_app
 from calltracker.db.models import Call
 from calltracker.keys import agi_key, engine_key, sessionmaker_key
-from calltracker.settings import Settings
+from calltracker.settings import AmiSettings, Secret, Settings
 from calltracker.telephony import agi
 from calltracker.telephony.agi import AgiRequest, CallerTag, agi_text, commands_for
 from tests.admin.conftest import embedded_only
@@ -26,6 +26,18 @@ from tests.conftest import with_settings
 from tests.operator.conftest import CALLER, DIALLED, Client, FakeCall, make_visit, seed_site
 
 LINKEDID = "1795342603.59"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """FastAGI as deployed: next to an AMI listener (here one that finds no PBX to reach)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    return with_settings(
+        settings,
+        ami=AmiSettings(host="127.0.0.1", port=closed, secret=Secret("x"), reconnect_max_seconds=5),
+    )
 
 
 def asterisk_headers(**changes: str) -> dict[str, str]:
@@ -124,8 +136,22 @@ async def test_a_call_to_a_number_a_yandex_visitor_holds_is_tagged(client: Clien
     await seed_site(client.app)
     await make_visit(client)
     run = await run_agi(agi_port(client))
-    # No CALLTRACKER_CALL_ID: the AMI listener has not stored this call (there is none here).
-    assert run.commands == [GET_LINKEDID, *YANDEX_COMMANDS], client.app[agi_key].counts
+    # The AMI listener has not stored this call (there is none here): FastAGI makes its row,
+    # which the listener's facts then find by the Linkedid.
+    call = await stored(client, LINKEDID)
+    assert (call.status, call.source, call.caller) == ("ringing", "yandex", "+79161234567")
+    assert run.commands == [
+        GET_LINKEDID,
+        f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"',
+        *YANDEX_COMMANDS,
+    ], client.app[agi_key].counts
+
+
+async def stored(client: Client, linkedid: str) -> Call:
+    async with client.app[sessionmaker_key]() as session:
+        call = await session.scalar(select(Call).where(Call.linkedid == linkedid))
+    assert call is not None
+    return call
 
 
 @embedded_only
@@ -147,7 +173,9 @@ async def test_a_call_already_stored_gets_its_id_and_its_stored_labels(client: C
 async def test_a_tracked_number_nobody_holds_sets_nothing(client: Client) -> None:
     await seed_site(client.app)  # no visit: the pooled DID is free
     run = await run_agi(agi_port(client))
-    assert run.commands == [GET_LINKEDID]
+    call = await stored(client, LINKEDID)  # still a call to a tracked number, unattributed
+    assert (call.attribution, call.source) == ("none", "")
+    assert run.commands == [GET_LINKEDID, f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"']
 
 
 @embedded_only
@@ -180,7 +208,8 @@ async def test_a_caller_who_hangs_up_during_the_agi_gets_no_more_commands(
     await seed_site(client.app)
     await make_visit(client)
     run = await run_agi(agi_port(client), hang_up=True)
-    assert run.commands == [GET_LINKEDID, YANDEX_COMMANDS[0]]
+    call = await stored(client, LINKEDID)
+    assert run.commands == [GET_LINKEDID, f'SET VARIABLE CALLTRACKER_CALL_ID "{call.id}"']
     assert client.app[agi_key].counts.get("hangup") == 1
 
 
@@ -370,3 +399,17 @@ async def test_replies_with_a_usage_text_and_a_value_in_parentheses_are_read() -
     first, _ = await agi.command(reader, writer, "SET VARIABLE")
     second, _ = await agi.command(reader, writer, "GET VARIABLE X")
     assert (first.code, second.code, second.value) == (520, 200, "a (b) c")
+
+
+@embedded_only
+async def test_without_ami_fastagi_makes_no_call_row(
+    settings: Settings, aiohttp_client: Any
+) -> None:
+    """Only the listener ends calls: a row FastAGI made without one would ring forever."""
+    client = await aiohttp_client(create_app(with_settings(settings, ami=AmiSettings())))
+    await seed_site(client.app)
+    await make_visit(client)
+    run = await run_agi(agi_port(client))
+    assert run.commands == [GET_LINKEDID, *YANDEX_COMMANDS]
+    async with client.app[sessionmaker_key]() as session:
+        assert await session.scalar(select(Call)) is None

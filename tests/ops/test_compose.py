@@ -191,3 +191,15 @@ def test_readme_documents_every_setting_and_the_example_env_names_only_real_ones
     example = (ROOT / ".env.example").read_text()
     named = set(re.findall(r"^(CALLTRACKER_\w+)=", example, re.M))
     assert named and named <= settings_variables() | {"CALLTRACKER_HTTP_PORT"}
+
+
+def test_the_pbx_is_asterisk_22_running_the_repos_own_asterisk_conf(
+    config: dict[str, Any],
+) -> None:
+    pbx = config["services"]["asterisk"]
+    # The series tests/asterisk runs asterisk_conf/ against: 22, or a 22.x release.
+    assert re.fullmatch(r"[\w./-]+:22(\.\d+)*([_-][\w.-]+)?", pbx["image"]), pbx["image"]
+    assert mounts(pbx)["/config"].endswith("asterisk_conf")
+    script = " ".join(pbx["command"]) if isinstance(pbx["command"], list) else pbx["command"]
+    assert "cp /config/*.conf /etc/asterisk/" in script  # every file, cdr_custom.conf too
+    assert (ROOT / "asterisk_conf" / "cdr_custom.conf").is_file()

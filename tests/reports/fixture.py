@@ -112,14 +112,14 @@ CALLS = [
     ("c8", "2026-03-04 00:01", CALLER_B, "yandex", "cpc", "brand", "sofa", "answered", True, True),
 ]
 
-SPEND_CSV = """date,source,medium,campaign,keyword,amount,currency
-2026-03-01,yandex,cpc,brand,sofa,1000.00,RUB
-2026-03-02,yandex,cpc,brand,chair,500.50,RUB
-2026-03-02,yandex,cpc,generic,sofa,300,RUB
-2026-03-03,google,cpc,spring,,700.00,RUB
-2026-03-03,billboard,outdoor,tverskaya-2026,,1500.00,RUB
-2026-03-03,vk,cpc,retarget,,200.00,RUB
-2026-03-04,yandex,cpc,brand,sofa,999.00,RUB
+SPEND_CSV = """date,source,medium,campaign,keyword,amount,currency,impressions,clicks
+2026-03-01,yandex,cpc,brand,sofa,1000.00,RUB,1000,40
+2026-03-02,yandex,cpc,brand,chair,500.50,RUB,500,10
+2026-03-02,yandex,cpc,generic,sofa,300,RUB,300,6
+2026-03-03,google,cpc,spring,,700.00,RUB,2000,35
+2026-03-03,billboard,outdoor,tverskaya-2026,,1500.00,RUB,,
+2026-03-03,vk,cpc,retarget,,200.00,RUB,800,4
+2026-03-04,yandex,cpc,brand,sofa,999.00,RUB,900,30
 """
 
 

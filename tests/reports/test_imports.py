@@ -35,7 +35,7 @@ async def test_the_same_csv_imported_twice_does_not_double_spend(
     first = await import_spend_csv(client, token, fixture.SPEND_CSV)
     second = await import_spend_csv(client, token, fixture.SPEND_CSV)
     assert first == (200, {"rows": 7, "keys": 7, "replaced": 0, "currency": "RUB",
-                           "from": "2026-03-01", "to": "2026-03-04"})  # fmt: skip
+                           "currencies": ["RUB"], "from": "2026-03-01", "to": "2026-03-04"})  # fmt: skip
     assert second[1]["replaced"] == 7
     assert len(await stored_spend(client, token, "2026-03-01", "2026-03-04")) == 7
     assert await total_spend(client, token) == 5199.5  # 4200.50 + 999.00, not twice that
@@ -110,20 +110,81 @@ async def test_a_csv_without_the_required_columns_is_rejected_at_line_1(
     assert "medium, currency" in body["details"][0]["reason"]
 
 
-async def test_a_row_in_another_currency_is_rejected(client: Client, seeded: Seeded) -> None:
+async def test_spend_in_another_currency_converts_at_the_rate_table_and_says_which_rate(
+    client: Client, seeded: Seeded
+) -> None:
     token = seeded.marketer_token
     await import_spend_csv(client, token, fixture.SPEND_CSV)  # fixes the site's currency: RUB
     status, body = await import_spend_csv(
         client,
         token,
-        "date,source,medium,amount,currency\n2026-03-05,yandex,cpc,10,RUB\n2026-03-05,google,cpc,10,usd\n",
+        "date,source,medium,amount,currency\n"
+        "2026-03-05,google,cpc,10,usd\n"  # Thursday: that day's rate
+        "2026-03-08,google,cpc,2,USD\n"  # Sunday: Friday's rate
+        "2026-03-20,google,cpc,5,USD\n",  # no rate within a week: left out, flagged
+    )
+    assert status == 200, body
+    assert (body["currency"], body["currencies"]) == ("RUB", ["USD"])
+    admin = bearer(seeded.admin_token)
+    resp = await client.post(
+        "/api/v1/currency-rates",
+        data=b"date,currency,rate,base,source\n2026-03-05,USD,90.5,RUB,cbr\n"
+        b'2026-03-06,USD,"91,25",RUB,cbr\n',
+        headers={**admin, "Content-Type": "text/csv"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"stored": 2, "from": "2026-03-05", "to": "2026-03-06"}
+    resp = await client.get(
+        "/api/v1/reports/calls?site=shop&from=2026-03-05&to=2026-03-20", headers=bearer(token)
+    )
+    report = await resp.json()
+    assert report["totals"]["spend"] == 1087.5  # 10 x 90.50 + 2 x 91.25; the 5 USD are not guessed
+    assert report["rates"] == [
+        {"currency": "USD", "base": "RUB", "rate": 90.5, "rate_date": "2026-03-05",
+         "from": "2026-03-05", "to": "2026-03-05", "source": "cbr"},
+        {"currency": "USD", "base": "RUB", "rate": 91.25, "rate_date": "2026-03-06",
+         "from": "2026-03-08", "to": "2026-03-08", "source": "cbr"},
+    ]  # fmt: skip
+    assert report["missing_rates"] == [{"currency": "USD", "date": "2026-03-20", "amount": 5.0}]
+    page = await client.get(
+        "/reports?site=shop&from=2026-03-05&to=2026-03-20", headers=bearer(token)
+    )
+    html = " ".join((await page.text()).split())
+    assert "converted at 1 USD = 91.25 RUB of 2026-03-06 (cbr) for 2026-03-08" in html
+    assert 'id="missing-rates"' in html and "5.00 USD on 2026-03-20" in html
+
+
+async def test_rates_are_checked_line_by_line_and_kept_by_admins(
+    client: Client, seeded: Seeded
+) -> None:
+    csv_headers = {"Content-Type": "text/csv"}
+    bad = b"date,currency,rate,base\n2026-03-05,USD,0,RUB\n2026-03-05,USD,1.123456789,RUB\n"
+    resp = await client.post(
+        "/api/v1/currency-rates", data=bad, headers={**bearer(seeded.admin_token), **csv_headers}
+    )
+    assert resp.status == 400
+    assert [d["line"] for d in (await resp.json())["details"]] == [2, 3]
+    resp = await client.post(
+        "/api/v1/currency-rates",
+        data=b"date,currency,rate,base\n2026-03-05,USD,90,RUB\n",
+        headers={**bearer(seeded.marketer_token), **csv_headers},
+    )
+    assert resp.status == 403  # marketers read rates; admins keep them
+    resp = await client.get("/api/v1/currency-rates", headers=bearer(seeded.marketer_token))
+    assert (await resp.json())["rates"] == []
+
+
+async def test_rows_of_one_key_in_two_currencies_are_refused(
+    client: Client, seeded: Seeded
+) -> None:
+    status, body = await import_spend_csv(
+        client,
+        seeded.marketer_token,
+        "date,source,medium,amount,currency\n2026-03-05,yandex,cpc,10,RUB\n2026-03-05,yandex,cpc,1,USD\n",
     )
     assert status == 400
-    assert body["details"] == [
-        {"line": 3, "reason": "currency USD differs from RUB, the currency of this site's reports; "
-                              "convert the amount before importing"}
-    ]  # fmt: skip
-    assert await stored_spend(client, token, "2026-03-05", "2026-03-05") == []
+    assert body["details"][0]["line"] == 3
+    assert "differs from RUB" in body["details"][0]["reason"]
 
 
 async def test_json_rows_and_a_multipart_upload_import_like_csv(
@@ -272,14 +333,16 @@ async def test_the_spend_page_imports_an_upload_and_lists_bad_lines(
     resp = await client.post("/reports/spend", data=upload(fixture.SPEND_CSV + "x,y\n"), headers=h)
     assert resp.status == 400
     assert table_cells(await resp.text(), "spend-errors") == [
-        ["Line", "Problem"], ["9", "expected 7 fields, got 2"]
+        ["Line", "Problem"], ["9", "expected 9 fields, got 2"]
     ]  # fmt: skip
     resp = await client.post("/reports/spend", data=upload(fixture.SPEND_CSV), headers=h)
     assert resp.status == 200
     html = await resp.text()
     assert "Imported 7 rows into 7 day/label amounts (0 replaced)" in " ".join(html.split())
     rows = table_cells(html, "spend-rows")
-    assert rows[1] == ["2026-03-04", "yandex", "cpc", "brand", "sofa", "999.00 RUB"]
+    assert rows[1] == [
+        "2026-03-04", "yandex", "cpc", "brand", "sofa", "900", "30", "999.00 RUB", "import"
+    ]  # fmt: skip
     assert len(rows) == 1 + 7
 
 

@@ -17,6 +17,16 @@ def test_counts_add_field_by_field() -> None:
         visits=1, calls=2, unique_calls=3, target_calls=4, missed_calls=5, spend=6, revenue=7
     )
     assert a + a == Counts(2, 4, 6, 8, 10, 12, 14)
+    b = Counts(impressions=100, clicks=3)
+    assert b + b == Counts(impressions=200, clicks=6)
+
+
+def test_ctr_and_cpc_are_none_without_impressions_or_clicks() -> None:
+    assert Counts(impressions=400, clicks=10, spend=250_00).ctr == Decimal("0.025")
+    assert Counts(impressions=400, clicks=10, spend=250_00).cpc == Decimal(25)
+    assert Counts(spend=100_00).ctr is None
+    assert Counts(spend=100_00).cpc is None
+    assert Counts(impressions=10).cpc is None
 
 
 @pytest.mark.parametrize(
@@ -88,10 +98,10 @@ def sample_report(level: str = "medium") -> Report:
 
 def test_the_table_has_a_column_per_level_and_a_total_row() -> None:
     table = model.table(sample_report())
-    assert table.header[:3] == ["Source", "Medium", "Visits"]
+    assert table.header[:6] == ["Source", "Medium", "Impressions", "Clicks", "CTR", "Visits"]
     assert "Spend" in table.header  # no currency suffix until the site has one
-    assert table.body[1][:4] == ["yandex", "(not set)", "0", "2"]
-    assert table.footer[:4] == ["Total", "", "3", "3"]
+    assert table.body[1][:7] == ["yandex", "(not set)", "0", "0", "—", "0", "2"]
+    assert table.footer[:7] == ["Total", "", "0", "0", "—", "3", "3"]
     assert table.lines() == [table.header, *table.body, table.footer]
 
 
@@ -99,9 +109,10 @@ def test_the_json_uses_null_for_dashes_and_major_units_for_money() -> None:
     body = msgspec.to_builtins(model.report_json(sample_report()))
     assert body["currency"] is None
     assert body["rows"][0] | {} == {
-        "source": "yandex", "medium": "cpc", "visits": 3, "calls": 1, "unique_calls": 0,
-        "target_calls": 0, "missed_calls": 0, "conversion": 0.3333, "spend": 10.0,
-        "cost_per_call": 10.0, "cost_per_target_call": None, "revenue": 0.0, "roi": -1.0,
+        "source": "yandex", "medium": "cpc", "impressions": 0, "clicks": 0, "ctr": None,
+        "visits": 3, "calls": 1, "unique_calls": 0, "target_calls": 0, "missed_calls": 0,
+        "conversion": 0.3333, "spend": 10.0, "cpc": None, "cost_per_call": 10.0,
+        "cost_per_target_call": None, "revenue": 0.0, "roi": -1.0,
     }  # fmt: skip
     assert body["rows"][1]["conversion"] is None
     assert body["filters"] == {"source": "yandex"}

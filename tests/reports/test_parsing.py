@@ -80,16 +80,27 @@ def test_json_rows_name_their_position() -> None:
     assert spend.parse_json_rows("nope").errors == [RowError(1, "expected a list of row objects")]
 
 
-def test_rows_with_one_key_are_summed_and_other_currencies_named() -> None:
+def test_rows_with_one_key_are_summed_and_keep_their_currency() -> None:
     rows = spend.parse_csv(
         HEADER + "2026-03-01,a,b,c,,1,RUB\n2026-03-01,a,b,c,,2,RUB\n2026-03-01,a,b,d,,2,USD\n"
     ).items
     assert spend.aggregate(rows) == {
-        (date(2026, 3, 1), "a", "b", "c", ""): 300,
-        (date(2026, 3, 1), "a", "b", "d", ""): 200,
+        (date(2026, 3, 1), "a", "b", "c", ""): spend.Total(300, "RUB", 0, 0),
+        (date(2026, 3, 1), "a", "b", "d", ""): spend.Total(200, "USD", 0, 0),
     }
-    assert [e.line for e in spend.currency_errors(rows, None)] == [4]
-    assert [e.line for e in spend.currency_errors(rows, "USD")] == [2, 3]
+    assert spend.currency_errors(rows) == []  # other currencies convert at the rate table
+    mixed = spend.parse_csv(HEADER + "2026-03-01,a,b,c,,1,RUB\n2026-03-01,a,b,c,,2,USD\n").items
+    assert [e.line for e in spend.currency_errors(mixed)] == [3]
+
+
+def test_impressions_and_clicks_are_whole_counts() -> None:
+    header = "date,source,medium,amount,currency,impressions,clicks\n"
+    batch = spend.parse_csv(
+        header + "2026-03-01,a,b,1,RUB,1 000,7\n2026-03-01,a,c,1,RUB,,\n"
+        "2026-03-01,a,d,1,RUB,-3,1\n2026-03-01,a,e,1,RUB,1,2.5\n"
+    )
+    assert [(r.impressions, r.clicks) for r in batch.items] == [(1000, 7), (0, 0)]
+    assert [e.line for e in batch.errors] == [4, 5]
 
 
 def test_bad_rows_list_every_line_in_order_and_show_the_first_five() -> None:

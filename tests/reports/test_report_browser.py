@@ -77,7 +77,7 @@ def test_the_report_page_shows_the_table_and_both_charts(browser: Any, base_url:
     browser.get(f"{base_url}/reports?site=demo&from=2026-03-01&to=2026-03-31")
     assert "Calls, cost and ROI" in browser.title
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#report-table thead th")]
-    assert header[:3] == ["SOURCE", "VISITS", "CALLS"]  # the stylesheet upper-cases headers
+    assert header[:5] == ["SOURCE", "IMPRESSIONS", "CLICKS", "CTR", "VISITS"]  # upper-cased by CSS
     rows = browser.find_elements(By.CSS_SELECTOR, "#report-table tbody tr")
     sources = [row.find_element(By.CSS_SELECTOR, "td").text for row in rows]
     assert {"yandex", "google", "billboard", "radio", "vk", "(direct)"} <= set(sources)

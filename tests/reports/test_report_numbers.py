@@ -10,33 +10,34 @@ from tests.reports.conftest import Client, Loaded
 
 RANGE = "site=shop&from=2026-03-01&to=2026-03-03"
 METRICS = [
-    "Visits", "Calls", "Unique calls", "Target calls", "Missed calls", "Visit→call",
-    "Spend, RUB", "Cost per call, RUB", "CPL, RUB", "Revenue, RUB", "ROI",
+    "Impressions", "Clicks", "CTR", "Visits", "Calls", "Unique calls", "Target calls",
+    "Missed calls", "Visit→call", "Spend, RUB", "CPC, RUB", "Cost per call, RUB", "CPL, RUB",
+    "Revenue, RUB", "ROI",
 ]  # fmt: skip
 
 # By hand from tests/reports/fixture.py, March 1-3 in Moscow time.
 BY_SOURCE = [
     ["Source", *METRICS],
-    ["yandex", "4", "3", "2", "2", "1", "75.00%", "1800.50", "600.17", "900.25", "5000.00", "177.70%"],
-    ["billboard", "0", "2", "2", "1", "1", "—", "1500.00", "750.00", "1500.00", "2000.00", "33.33%"],
-    ["google", "2", "1", "1", "0", "0", "50.00%", "700.00", "700.00", "—", "0.00", "-100.00%"],
-    ["(not set)", "0", "1", "1", "0", "1", "—", "0.00", "0.00", "—", "0.00", "—"],
-    ["vk", "0", "0", "0", "0", "0", "—", "200.00", "—", "—", "0.00", "-100.00%"],
-    ["Total", "6", "7", "6", "3", "3", "116.67%", "4200.50", "600.07", "1400.17", "7000.00", "66.65%"],
+    ["yandex", "1800", "56", "3.11%", "4", "3", "2", "2", "1", "75.00%", "1800.50", "32.15", "600.17", "900.25", "5000.00", "177.70%"],
+    ["billboard", "0", "0", "—", "0", "2", "2", "1", "1", "—", "1500.00", "—", "750.00", "1500.00", "2000.00", "33.33%"],
+    ["google", "2000", "35", "1.75%", "2", "1", "1", "0", "0", "50.00%", "700.00", "20.00", "700.00", "—", "0.00", "-100.00%"],
+    ["(not set)", "0", "0", "—", "0", "1", "1", "0", "1", "—", "0.00", "—", "0.00", "—", "0.00", "—"],
+    ["vk", "800", "4", "0.50%", "0", "0", "0", "0", "0", "—", "200.00", "50.00", "—", "—", "0.00", "-100.00%"],
+    ["Total", "4600", "95", "2.07%", "6", "7", "6", "3", "3", "116.67%", "4200.50", "44.22", "600.07", "1400.17", "7000.00", "66.65%"],
 ]  # fmt: skip
 
 BY_CAMPAIGN_IN_YANDEX = [
     ["Source", "Medium", "Campaign", *METRICS],
-    ["yandex", "cpc", "brand", "3", "2", "2", "1", "1", "66.67%", "1500.50", "750.25", "1500.50", "5000.00", "233.22%"],
-    ["yandex", "cpc", "generic", "1", "1", "0", "1", "0", "100.00%", "300.00", "300.00", "300.00", "0.00", "-100.00%"],
-    ["Total", "", "", "4", "3", "2", "2", "1", "75.00%", "1800.50", "600.17", "900.25", "5000.00", "177.70%"],
+    ["yandex", "cpc", "brand", "1500", "50", "3.33%", "3", "2", "2", "1", "1", "66.67%", "1500.50", "30.01", "750.25", "1500.50", "5000.00", "233.22%"],
+    ["yandex", "cpc", "generic", "300", "6", "2.00%", "1", "1", "0", "1", "0", "100.00%", "300.00", "50.00", "300.00", "300.00", "0.00", "-100.00%"],
+    ["Total", "", "", "1800", "56", "3.11%", "4", "3", "2", "2", "1", "75.00%", "1800.50", "32.15", "600.17", "900.25", "5000.00", "177.70%"],
 ]  # fmt: skip
 
 BY_KEYWORD_IN_BRAND = [
     ["Source", "Medium", "Campaign", "Keyword", *METRICS],
-    ["yandex", "cpc", "brand", "sofa", "2", "1", "1", "1", "0", "50.00%", "1000.00", "1000.00", "1000.00", "5000.00", "400.00%"],
-    ["yandex", "cpc", "brand", "chair", "1", "1", "1", "0", "1", "100.00%", "500.50", "500.50", "—", "0.00", "-100.00%"],
-    ["Total", "", "", "", "3", "2", "2", "1", "1", "66.67%", "1500.50", "750.25", "1500.50", "5000.00", "233.22%"],
+    ["yandex", "cpc", "brand", "sofa", "1000", "40", "4.00%", "2", "1", "1", "1", "0", "50.00%", "1000.00", "25.00", "1000.00", "1000.00", "5000.00", "400.00%"],
+    ["yandex", "cpc", "brand", "chair", "500", "10", "2.00%", "1", "1", "1", "0", "1", "100.00%", "500.50", "50.05", "500.50", "—", "0.00", "-100.00%"],
+    ["Total", "", "", "", "1500", "50", "3.33%", "3", "2", "2", "1", "1", "66.67%", "1500.50", "30.01", "750.25", "1500.50", "5000.00", "233.22%"],
 ]  # fmt: skip
 
 # date, visits, calls, unique, target, missed, spend, revenue
@@ -94,9 +95,10 @@ async def test_the_json_has_the_same_numbers_with_null_for_a_division_by_zero(
     rows = {row["source"]: row for row in body["rows"]}
     assert [row["source"] for row in body["rows"]] == ["yandex", "billboard", "google", "", "vk"]
     assert rows["yandex"] == {
-        "source": "yandex", "visits": 4, "calls": 3, "unique_calls": 2, "target_calls": 2,
-        "missed_calls": 1, "conversion": 0.75, "spend": 1800.5, "cost_per_call": 600.17,
-        "cost_per_target_call": 900.25, "revenue": 5000.0, "roi": 1.777,
+        "source": "yandex", "impressions": 1800, "clicks": 56, "ctr": 0.0311, "visits": 4,
+        "calls": 3, "unique_calls": 2, "target_calls": 2, "missed_calls": 1, "conversion": 0.75,
+        "spend": 1800.5, "cpc": 32.15, "cost_per_call": 600.17, "cost_per_target_call": 900.25,
+        "revenue": 5000.0, "roi": 1.777,
     }  # fmt: skip
     assert rows[""]["conversion"] is None
     assert rows[""]["roi"] is None
@@ -104,6 +106,9 @@ async def test_the_json_has_the_same_numbers_with_null_for_a_division_by_zero(
     assert rows["vk"]["cost_per_call"] is None
     assert rows["google"]["cost_per_target_call"] is None
     assert rows["google"]["roi"] == -1.0
+    assert rows["billboard"]["ctr"] is None  # no impressions: no click-through rate
+    assert rows["billboard"]["cpc"] is None
+    assert (body["rates"], body["missing_rates"], body["unmapped_spend"]) == ([], [], [])
     assert body["totals"]["calls"] == 7
     assert body["totals"]["roi"] == 0.6665
     assert body["totals"]["conversion"] == 1.1667

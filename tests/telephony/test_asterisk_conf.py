@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from calltracker.settings import AmiSettings, Settings
+from calltracker.telephony import cdr
 from calltracker.telephony.ami import LOGIN_EVENTS
 from calltracker.telephony.calls import operator_extension
 
-# No Asterisk package exists for this Debian, so `asterisk -C` cannot load these files
-# here: this checks the rules Asterisk's config parser applies, and the cross-references
-# a typo would break.
+# The rules Asterisk's config parser applies, and the cross-references a typo would break,
+# quickly and without a PBX; tests/asterisk/ runs these files in a real Asterisk.
 CONF = Path(__file__).resolve().parents[2] / "asterisk_conf"
 
 # Applications of stock Asterisk 18-22 that a sample dialplan may use.
@@ -84,12 +84,13 @@ def balanced(text: str) -> bool:
         "queues.conf",
         "cdr.conf",
         "cdr_manager.conf",
+        "cdr_custom.conf",
     ],
 )
 def test_conf_file_parses(name: str) -> None:
     sections = parse_conf(CONF / name)
     assert sections
-    if name != "pjsip.conf":  # the others begin with their [general] settings
+    if name not in ("pjsip.conf", "cdr_custom.conf"):  # these begin with [general]
         assert sections[0].name == "general"
 
 
@@ -214,3 +215,13 @@ def test_pjsip_references_resolve_and_operators_are_named_by_extension() -> None
         assert endpoint in typed["endpoint"]
         # What the listener will read back from the dialled channel's name.
         assert operator_extension(f"{interface}-0000001a", interface) == endpoint
+
+
+def test_cdr_custom_writes_the_columns_import_cdr_reads_with_the_recording() -> None:
+    (mappings,) = by_name(parse_conf(CONF / "cdr_custom.conf"))["mappings"]
+    ((file, _, template),) = mappings.items
+    assert file == "calltracker.csv"
+    columns = tuple(re.findall(r"\$\{CSV_QUOTE\(\$\{CDR\((\w+)\)\}\)\}", template))
+    assert template.count("CSV_QUOTE") == len(columns)
+    assert columns == cdr.MASTER_COLUMNS + cdr.NEW_COLUMNS + cdr.CUSTOM_COLUMNS
+    assert "recording" in columns

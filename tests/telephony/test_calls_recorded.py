@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,9 @@ from pydub import AudioSegment
 
 from calltracker.app import create_app
 from calltracker.db.models import Call
+from calltracker.keys import recorder_key
 from calltracker.settings import Settings
+from calltracker.telephony.calls import CallStarted
 from tests.conftest import Seeded, seed
 
 from .ami_server import AmiReplayServer, concat_blocks
@@ -180,3 +183,23 @@ async def test_numbers_outside_the_pool_static_default_untracked_are_labelled_by
         "+74951234570": ("answered", "exact", held["visit_id"], "yandex", "cpc", "spring"),
     }
     assert {c.site_id for c in rows} == {seeded.site_id}
+
+
+async def test_fastagi_and_the_listener_starting_one_call_at_once_make_one_row(
+    client: Client,
+) -> None:
+    """Two writers of CallStarted for one Linkedid (FastAGI, the AMI listener, maybe in two
+    workers): whichever inserts second finds the other's row and takes the earlier start."""
+    await seed(client.app, numbers=("+74951234567",))
+    recorder = client.app[recorder_key]
+    early = datetime(2026, 11, 22, 10, 16, 43, 100_000, tzinfo=UTC)
+    late = datetime(2026, 11, 22, 10, 16, 43, 140_000, tzinfo=UTC)
+    facts = [
+        CallStarted("1795342603.59", "74951234567", "79161234567", at, "PJSIP/zadarma-1", uid)
+        for at, uid in ((late, "1795342603.59"), (early, "1795342603.59"))
+    ]
+    rows = await asyncio.gather(*(recorder.store(f) for f in facts))
+    assert all(r is not None for r in rows)
+    assert len({r.id for r in rows if r is not None}) == 1
+    (call,) = await stored_calls(client.app)
+    assert call.started_at == early and call.status == "ringing"

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from calltracker.app import create_app
-from calltracker.keys import settings_key
+from calltracker.keys import adspend_key, settings_key
 from calltracker.settings import Settings
 from calltracker.web import openapi
 from tests.admin.conftest import PASSWORD, Client, add_people
 from tests.admin.test_calls import add_call, add_visit
+from tests.adspend.fakes.direct import Campaign, FakeDirect
 from tests.conftest import Seeded
 
 JSON = "application/json"
@@ -316,8 +319,81 @@ async def test_every_json_route_answers_as_documented(client: Client, seeded: Se
     await api.call("POST", "/api/v1/integrations/{integration}/retry", 200, path=i)
     await api.call("DELETE", "/api/v1/integrations/{integration}", 204, path=i)
 
+    # Ad spend pulled from a platform (a fake Direct), unmapped spend, the mapping, rates.
+    direct = FakeDirect()
+    await direct.start()
+    try:
+        await _ad_spend(api, client, direct)
+    finally:
+        await direct.close()
+
     documented = {(m, p) for p, ops in api.doc["paths"].items() for m in ops}
     assert documented - api.called == set(), "routes the walk did not call"
+
+
+async def _ad_spend(api: Contract, client: Client, direct: FakeDirect) -> None:
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()  # the seeded site's days
+    direct.add(str(today), Campaign(9, "Без меток"), 1, 0, "", 100, 4, "50")
+    config = {"token": direct.token, "api_url": direct.api_url, "rate_limit": 2.0}
+    account = await api.call(
+        "POST",
+        "/api/v1/ad-accounts",
+        201,
+        # Switched off, so the server's own rounds leave it to this walk.
+        json={"site": "shop", "platform": "yandex_direct", "name": "Direct", "config": config,
+              "enabled": False},
+    )  # fmt: skip
+    assert account["secrets_set"] == ["token"]
+    a = {"account": account["id"]}
+    await api.call("POST", "/api/v1/ad-accounts", 400, json={"site": "shop", "name": "x"})
+    await api.call("GET", "/api/v1/ad-accounts", 200, params={"site": "shop"})
+    await api.call(
+        "PATCH", "/api/v1/ad-accounts/{account}", 200, path=a, json={"config": {"tracking": False}}
+    )
+    await api.call("POST", "/api/v1/ad-accounts/{account}/sync", 202, path=a)
+    assert (await client.app[adspend_key].sync_account(account["id"])).ok
+    pulled = await api.call("GET", "/api/v1/ad-accounts/{account}", 200, path=a)
+    assert pulled["status"]["pulled_through"] == str(today)
+
+    window = {"site": "shop", "from": str(today), "to": str(today)}
+    unmapped = await api.call("GET", "/api/v1/spend/unmapped", 200, params=window)
+    assert [c["campaign_id"] for c in unmapped["campaigns"]] == ["9"]
+    await api.call("GET", "/api/v1/spend/unmapped", 400, params={"site": "shop", "from": "x"})
+    # Spend in dollars: one day has a rate, the other has none (a missing rate).
+    rows = [
+        {"date": str(today), "source": "google", "medium": "cpc", "amount": 10, "currency": "USD"},
+        {"date": str(today - timedelta(days=20)), "source": "google", "medium": "cpc",
+         "amount": 5, "currency": "USD"},
+    ]  # fmt: skip
+    await api.call("POST", "/api/v1/spend", 200, json={"site": "shop", "rows": rows})
+    rate = {"date": str(today), "currency": "USD", "rate": "90.5", "base": "RUB", "source": "cbr"}
+    await api.call("POST", "/api/v1/currency-rates", 200, json={"rates": [rate]})
+    bad = "date,currency,rate,base\n2026-03-05,USD,0,RUB\n"
+    csv = {"Content-Type": "text/csv"}
+    await api.call("POST", "/api/v1/currency-rates", 400, data=bad, headers=csv)
+    listed = await api.call("GET", "/api/v1/currency-rates", 200, params={"currency": "usd"})
+    assert [r["rate"] for r in listed["rates"]] == ["90.50"]
+    report = await api.call(
+        "GET",
+        "/api/v1/reports/calls",
+        200,
+        params={"site": "shop", "from": str(today - timedelta(days=20)), "to": str(today)},
+    )
+    assert report["rates"] and report["missing_rates"] and report["unmapped_spend"]
+
+    mapping = await api.call(
+        "PUT",
+        "/api/v1/ad-mappings",
+        200,
+        json={"site": "shop", "platform": "yandex_direct", "campaign_id": "9",
+              "source": "yandex", "medium": "cpc"},
+    )  # fmt: skip
+    assert mapping["rows_remapped"] == 1
+    await api.call("PUT", "/api/v1/ad-mappings", 400, json={"site": "shop", "platform": "x"})
+    await api.call("GET", "/api/v1/ad-mappings", 200, params={"site": "shop"})
+    m = {"mapping": mapping["id"]}
+    await api.call("DELETE", "/api/v1/ad-mappings/{mapping}", 200, path=m)
+    await api.call("DELETE", "/api/v1/ad-accounts/{account}", 204, path=a)
 
 
 async def _undeclared(request: web.Request) -> web.Response:

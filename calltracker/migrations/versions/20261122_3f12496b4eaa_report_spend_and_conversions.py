@@ -69,7 +69,9 @@ def upgrade() -> None:
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("external_id", sa.String(length=128), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
-        sa.Column("call_started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "call_started_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("phone", sa.String(length=32), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),

@@ -171,7 +171,9 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("visitor_key", sa.String(length=64), nullable=False),
-        sa.Column("first_seen_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "first_seen_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.Column("last_seen_at", calltracker.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("first_source", sa.String(length=256), nullable=False),
         sa.Column("first_medium", sa.String(length=256), nullable=False),

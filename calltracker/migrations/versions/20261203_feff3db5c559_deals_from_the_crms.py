@@ -6,7 +6,7 @@ into it as deals of origin "api" and the table goes. Outbox rows may report a wo
 filled here from the outbox rows delivered so far. Visits keep GA4's session ids.
 
 Revision ID: feff3db5c559
-Revises: 52569e6b6493
+Revises: 09c35febbda5
 Create Date: 2026-12-03 13:08:18.002956
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 import calltracker.db.base
 
 revision: str = "feff3db5c559"
-down_revision: str | None = "52569e6b6493"
+down_revision: str | None = "09c35febbda5"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Ad spend pulled from the ad platforms (calltracker/adspend/)."""
